@@ -1,0 +1,29 @@
+"""quota: exact rate limits and usage quotas for HTTP APIs and OpenAI-compatible gateways."""
+
+from __future__ import annotations
+
+from .catalog import Catalog, HeaderConfig, Plan, Principal
+from .decision import Decision, LimitState
+from .errors import BackendError, CatalogError, CostError, QuotaError, UnknownPlanError
+from .limit import Limit
+from .limiter import AsyncLimiter, Limiter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncLimiter",
+    "BackendError",
+    "Catalog",
+    "CatalogError",
+    "CostError",
+    "Decision",
+    "HeaderConfig",
+    "Limit",
+    "LimitState",
+    "Limiter",
+    "Plan",
+    "Principal",
+    "QuotaError",
+    "UnknownPlanError",
+    "__version__",
+]

@@ -1,0 +1,38 @@
+"""Prepaid balance: a signed amount that never resets.
+
+Params ``(grant,)``: the balance an account starts with. ``State = (balance,)``; no state means
+the grant. Admission needs ``balance - cost >= 0``; settlement may drive the balance negative,
+after which every cost is denied until a top-up.
+"""
+
+from __future__ import annotations
+
+from .base import Outcome, Params, State
+
+
+def _balance(state: State, p: Params) -> int:
+    return state[0] if state else p[0]
+
+
+class Balance:
+    """Credits: admit while the balance covers the estimate; settle to the actual spend."""
+
+    @staticmethod
+    def acquire(state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:
+        balance = _balance(state, p)
+        if balance - cost < 0:
+            return state, Outcome(False, max(0, balance), 0, None)
+        return (balance - cost,), Outcome(True, balance - cost, 0, 0)
+
+    @staticmethod
+    def settle(state: State, now: int, p: Params, anchor: int, charged: int, actual: int) -> State:
+        return (_balance(state, p) - (actual - charged),)
+
+    @staticmethod
+    def top_up(state: State, p: Params, amount: int) -> State:
+        """Add ``amount`` (may be negative for a correction) to the balance."""
+        return (_balance(state, p) + amount,)
+
+    @staticmethod
+    def expiry(state: State, p: Params) -> int | None:
+        return None

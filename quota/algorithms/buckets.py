@@ -1,0 +1,60 @@
+"""Token bucket (continuous refill), in exact integers.
+
+Params ``(rate, period, burst)``: ``rate`` tokens refill every ``period`` ms (the fraction reduced
+by the caller), capacity ``burst`` tokens. The level is kept in units of 1/period token so that
+refill is ``elapsed * rate`` with no division: ``State = (level, last_ms)``. Debt (a negative
+level after a settlement above the estimate) is paid back by refill.
+"""
+
+from __future__ import annotations
+
+from .base import Outcome, Params, State, ceil_div
+
+
+def _level(state: State, now: int, p: Params) -> tuple[int, int]:
+    """(level, time) after refilling up to ``now``; a clock behind the state refills nothing."""
+    rate, period, burst = p
+    cap = burst * period
+    if not state:
+        return cap, now
+    level, last = state
+    if now > last and level < cap:
+        elapsed = min(now - last, (cap - level) // rate + 1)
+        level = min(cap, level + elapsed * rate)
+    return level, max(now, last)
+
+
+class TokenBucket:
+    """Refills continuously at rate/period; admits iff the level covers the cost."""
+
+    @staticmethod
+    def acquire(state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:
+        rate, period, burst = p
+        cap = burst * period
+        level, last = _level(state, now, p)
+        lag = last - now
+        need = cost * period
+        if cost > burst:
+            return state, _view(level, lag, p, False, None)
+        if level < need:
+            return state, _view(level, lag, p, False, lag + ceil_div(need - level, rate))
+        level -= need
+        return ((level, last) if level < cap else ()), _view(level, lag, p, True, 0)
+
+    @staticmethod
+    def settle(state: State, now: int, p: Params, anchor: int, charged: int, actual: int) -> State:
+        level, last = _level(state, now, p)
+        level = min(p[2] * p[1], level - (actual - charged) * p[1])
+        return (level, last) if level < p[2] * p[1] else ()
+
+    @staticmethod
+    def expiry(state: State, p: Params) -> int | None:
+        if not state:
+            return 0
+        return state[1] + ceil_div(p[2] * p[1] - state[0], p[0])
+
+
+def _view(level: int, lag: int, p: Params, allowed: bool, retry: int | None) -> Outcome:
+    rate, period, burst = p
+    remaining = max(0, level) // period
+    return Outcome(allowed, remaining, lag + ceil_div(burst * period - level, rate), retry)

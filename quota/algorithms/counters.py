@@ -1,0 +1,87 @@
+"""Algorithms that count into one window: fixed and calendar windows, and one-time allowances.
+
+State layout: ``(window_start, count)``. The caller computes the window ``[start, end)`` (epoch
+alignment, a calendar in a time zone, a billing cycle, a trial span) and passes it in the params,
+so the engines need no calendar arithmetic.
+"""
+
+from __future__ import annotations
+
+from .base import Outcome, Params, State
+
+
+def _count(state: State, start: int) -> tuple[int, int]:
+    """(window id, count) to use: a stored newer window (a clock slightly behind) wins."""
+    if state and state[0] >= start:
+        return state[0], state[1]
+    return start, 0
+
+
+class WindowCounter:
+    """Fixed and calendar windows. Params ``(limit, start, end)``: the window holding ``now``."""
+
+    @staticmethod
+    def acquire(state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:
+        limit, start, end = p
+        wid, count = _count(state, start)
+        reset = end - now if count else 0
+        if cost > limit:
+            return state, Outcome(False, max(0, limit - count), reset, None)
+        if count + cost > limit:
+            return state, Outcome(False, max(0, limit - count), reset, end - now)
+        count += cost
+        new: State = (wid, count) if count else ()
+        return new, Outcome(True, limit - count, end - now if count else 0, 0, wid)
+
+    @staticmethod
+    def settle(state: State, now: int, p: Params, anchor: int, charged: int, actual: int) -> State:
+        return _settle_window(state, now, p, anchor, actual - charged)
+
+    @staticmethod
+    def expiry(state: State, p: Params) -> int | None:
+        return p[2]
+
+
+def _settle_window(state: State, now: int, p: Params, anchor: int, delta: int) -> State:
+    """Apply ``delta`` to the window the charge was made in, while that window is live."""
+    end = p[2]
+    if delta == 0 or now >= end:
+        return state
+    if state and state[0] == anchor:
+        count = max(0, state[1] + delta)
+        return (anchor, count) if count else ()
+    if (not state or state[0] < anchor) and delta > 0:
+        return (anchor, delta)
+    return state
+
+
+class Allowance:
+    """A one-time budget over ``[start, end)``: a free trial. Params ``(limit, start, end)``.
+
+    Denies before the span (until it starts), after it (for good) and once the budget is spent
+    (for good): an allowance never replenishes.
+    """
+
+    @staticmethod
+    def acquire(state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:
+        limit, start, end = p
+        _, count = _count(state, start)
+        if now >= end:
+            return state, Outcome(False, 0, 0, None)
+        left = max(0, limit - count)
+        if now < start:
+            return state, Outcome(False, left, end - now, start - now if cost <= limit else None)
+        if count + cost > limit:
+            return state, Outcome(False, left, end - now, None)
+        count += cost
+        new: State = (start, count) if count else ()
+        return new, Outcome(True, limit - count, end - now, 0, start)
+
+    @staticmethod
+    def settle(state: State, now: int, p: Params, anchor: int, charged: int, actual: int) -> State:
+        return _settle_window(state, now, p, anchor, actual - charged)
+
+    @staticmethod
+    def expiry(state: State, p: Params) -> int | None:
+        # After the span every cost is denied whatever the state says.
+        return p[2]

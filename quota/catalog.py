@@ -1,0 +1,238 @@
+"""The plan catalog: meters, aliases, model tiers, plans and their limits, and who is asking.
+
+Validated by pydantic; loading from files lives in ``quota.loader``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .algorithms import MAX_SAFE
+from .errors import CostError, UnknownPlanError
+from .limit import Limit
+from .windows import get_zone
+
+HeaderStyle = Literal["ietf", "openai", "legacy", "custom"]
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+_DEFAULT_STYLES: tuple[HeaderStyle, ...] = ("ietf", "openai")
+
+
+class Plan(BaseModel):
+    """A named set of limits plus entitlements: which models and which features."""
+
+    model_config = _STRICT
+
+    name: str = ""
+    description: str = ""
+    price: str = ""
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    features: list[str] = Field(default_factory=list)
+    limits: list[Limit] = Field(default_factory=list)
+    success_only: bool = False
+    timezone: str | None = None
+
+    @field_validator("limits")
+    @classmethod
+    def _unique(cls, limits: list[Limit]) -> list[Limit]:
+        seen: set[str] = set()
+        for lim in limits:
+            if lim.name in seen:
+                raise ValueError(f"two limits are named {lim.name!r}")
+            seen.add(lim.name)
+        return limits
+
+    def limits_on(self, meter: str) -> list[Limit]:
+        return [lim for lim in self.limits if lim.meter == meter]
+
+
+class ModelInfo(BaseModel):
+    """A model's tier, and its price in credits per million input and output tokens."""
+
+    model_config = _STRICT
+
+    tier: str
+    input_price: int = Field(default=0, ge=0)
+    output_price: int = Field(default=0, ge=0)
+
+
+class Meters(BaseModel):
+    """Extra meter names, and aliases that feed one meter from several names."""
+
+    model_config = _STRICT
+
+    names: list[str] = Field(default_factory=list)
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+
+class HeaderConfig(BaseModel):
+    """Which header styles responses carry, and custom header names.
+
+    ``custom`` maps a header name to ``"<limit or meter>.<field>"``, field one of ``limit``,
+    ``remaining``, ``reset`` (seconds until the reset) or ``used``.
+    """
+
+    model_config = _STRICT
+
+    styles: list[HeaderStyle] = Field(default_factory=lambda: list(_DEFAULT_STYLES))
+    custom: dict[str, str] = Field(default_factory=dict)
+
+
+class Catalog(BaseModel):
+    """All plans, meters, aliases and model tiers of one product."""
+
+    model_config = _STRICT
+
+    name: str = "custom"
+    description: str = ""
+    default_tier: str = "basic"
+    timezone: str = "UTC"
+    reservation_ttl: int = Field(default=900, ge=1, description="seconds a reservation is kept")
+    meters: Meters = Field(default_factory=Meters)
+    models: dict[str, ModelInfo] = Field(default_factory=dict)
+    plans: dict[str, Plan]
+    headers: HeaderConfig = Field(default_factory=HeaderConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_plans(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("plans"), dict):
+            plans = {}
+            for key, plan in data["plans"].items():
+                plans[key] = {**plan, "name": key} if isinstance(plan, dict) else plan
+            data = {**data, "plans": plans}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Catalog:
+        get_zone(self.timezone)
+        aliases = self.meters.aliases
+        if not self.plans:
+            raise ValueError("a catalog needs at least one plan")
+        for alias, target in aliases.items():
+            if target in aliases:
+                raise ValueError(f"alias {alias!r} points to another alias {target!r}")
+        seen: dict[str, tuple[str, Limit]] = {}
+        for plan in self.plans.values():
+            if plan.timezone is not None:
+                get_zone(plan.timezone)
+            for lim in plan.limits:
+                where = f"plan {plan.name!r}, limit {lim.name!r}"
+                if lim.meter in aliases:
+                    raise ValueError(
+                        f"{where}: meter {lim.meter!r} is an alias of {aliases[lim.meter]!r};"
+                        f" limit {aliases[lim.meter]!r} instead"
+                    )
+                if lim.name in seen:
+                    other_plan, other = seen[lim.name]
+                    for attr in ("algorithm", "meter", "scope"):
+                        if getattr(lim, attr) != getattr(other, attr):
+                            raise ValueError(
+                                f"{where}: {attr} {getattr(lim, attr)!r} differs from"
+                                f" {getattr(other, attr)!r} in plan {other_plan!r}; a limit name"
+                                " keeps its algorithm, meter and scope in every plan (its state"
+                                " carries over when an account changes plan)"
+                            )
+                seen[lim.name] = (plan.name, lim)
+        return self
+
+    # -- loading -----------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, source: str | Path | Mapping[str, Any]) -> Catalog:
+        """Load a built-in catalog by name (``"zylo"``), a .toml/.yaml/.json file, or a dict."""
+        from .loader import load_catalog
+
+        return load_catalog(source)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def plan(self, name: str) -> Plan:
+        """The plan called ``name``; UnknownPlanError listing the known plans otherwise."""
+        try:
+            return self.plans[name]
+        except KeyError:
+            known = ", ".join(sorted(self.plans))
+            raise UnknownPlanError(f"unknown plan {name!r}; this catalog has: {known}") from None
+
+    @property
+    def meter_names(self) -> set[str]:
+        """Every meter the catalog knows: limited meters, declared names, alias targets."""
+        names = set(self.meters.names) | set(self.meters.aliases.values())
+        for plan in self.plans.values():
+            names.update(lim.meter for lim in plan.limits)
+        return names
+
+    def canonical(self, cost: Mapping[str, int], what: str = "cost") -> dict[str, int]:
+        """Map aliases onto meters and sum: ``{"google_search": 1, "url_context": 1}`` ->
+        ``{"search": 2}``. Rejects negative or non-integer amounts and unknown meters."""
+        if not isinstance(cost, Mapping):
+            raise CostError(f"{what} must be a mapping of meter -> amount, got {cost!r}")
+        known = self.meter_names
+        out: dict[str, int] = {}
+        for name, amount in cost.items():
+            if isinstance(amount, bool) or not isinstance(amount, int):
+                raise CostError(f"{what} for {name!r} must be an integer, got {amount!r}")
+            if amount < 0:
+                raise CostError(f"{what} for {name!r} must not be negative, got {amount}")
+            if amount > MAX_SAFE:
+                raise CostError(f"{what} for {name!r} is too large: {amount}")
+            meter = self.meters.aliases.get(name, name)
+            if meter not in known and name not in self.meters.aliases:
+                raise CostError(
+                    f"unknown meter {name!r} in {what}; known: {', '.join(sorted(known))}"
+                )
+            out[meter] = out.get(meter, 0) + amount
+        return out
+
+    def tier_of(self, model: str) -> str:
+        """The tier of ``model``: an exact id, then glob patterns, else ``default_tier``."""
+        info = self.model_info(model)
+        return info.tier if info else self.default_tier
+
+    def model_info(self, model: str) -> ModelInfo | None:
+        """The catalog's entry for ``model``: its exact id first, then glob patterns."""
+        info = self.models.get(model)
+        if info is None:
+            for pattern, candidate in self.models.items():
+                if fnmatch.fnmatchcase(model, pattern):
+                    return candidate
+        return info
+
+    def allows_model(self, plan: Plan, model: str) -> bool:
+        """Whether ``plan`` may call ``model`` (by tier, model id or glob)."""
+        tier = self.tier_of(model)
+        return any(e == tier or fnmatch.fnmatchcase(model, e) for e in plan.models)
+
+    def allows_feature(self, plan: Plan, feature: str) -> bool:
+        """Whether ``plan`` has ``feature``; aliases apply (``google_search`` -> ``search``)."""
+        canonical = self.meters.aliases.get(feature, feature)
+        return "*" in plan.features or feature in plan.features or canonical in plan.features
+
+    def price(self, model: str, input_tokens: int, output_tokens: int) -> int:
+        """Credits for a call: per-million-token prices, rounded up; 0 for unpriced models."""
+        info = self.model_info(model)
+        if info is None:
+            return 0
+        raw = input_tokens * info.input_price + output_tokens * info.output_price
+        return -(-raw // 1_000_000)
+
+    def zone_of(self, plan: Plan, limit: Limit) -> dt.tzinfo:
+        return get_zone(limit.timezone or plan.timezone or self.timezone)
+
+
+class Principal(BaseModel):
+    """Who is asking: the account whose budgets these are, its plan, and optionally the API key
+    (for per-key scopes; only a keyed hash of it is ever stored) and the billing anchor."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account: str = Field(min_length=1)
+    plan: str = Field(min_length=1)
+    key: str | None = Field(default=None, repr=False)
+    cycle_start: dt.datetime | None = None

@@ -1,0 +1,109 @@
+"""What a decision reports: the state of every limit, and the verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .catalog import HeaderConfig, Principal
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """One limit as a decision (or a peek) saw it. Times are in seconds.
+
+    ``remaining``: what is left (after this request's charge when it was admitted).
+    ``reset_after``: seconds until the meter is fully replenished (0.0 when nothing is used).
+    ``retry_after``: seconds until this request's cost would fit; 0.0 when it fits now, None
+    when it never will (cost above capacity, a spent trial, an empty balance).
+    ``window``: the policy's window in seconds (None for balances and concurrency).
+    """
+
+    name: str
+    meter: str
+    algorithm: str
+    limit: int
+    remaining: int
+    reset_after: float
+    retry_after: float | None
+    window: float | None
+    scope: str
+    allowed: bool = True
+    status: int = 429
+    code: str = "rate_limit_exceeded"
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Handle on what an admitted acquire charged, for ``settle`` and ``release``."""
+
+    request_id: str
+    slot: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to one ``acquire``: admitted or not, why, and the state of every limit.
+
+    ``denied_by`` names the limit whose denial binds longest, or ``"model"`` /
+    ``"feature:<name>"`` for an entitlement denial. ``retry_after`` (seconds) is when the whole
+    cost would fit, None when it never will. ``now`` is the decision's clock (epoch seconds).
+    """
+
+    allowed: bool
+    status: int
+    principal: Principal
+    now: float
+    states: tuple[LimitState, ...] = ()
+    denied_by: str | None = None
+    retry_after: float | None = None
+    code: str | None = None
+    message: str | None = None
+    request_id: str | None = None
+    reservation: Reservation | None = None
+    replayed: bool = False
+    header_config: HeaderConfig | None = field(default=None, repr=False, compare=False)
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+    def headers(self, styles: list[str] | None = None) -> dict[str, str]:
+        """Response headers in the catalog's styles (or ``styles``), ``Retry-After`` on denials."""
+        from .headers import render_headers
+
+        return render_headers(self, styles)
+
+    def error_body(self) -> dict[str, dict[str, str | None]] | None:
+        """The OpenAI-shaped error body for a denial; None when allowed."""
+        if self.allowed:
+            return None
+        kind = {402: "insufficient_quota", 403: "permission_error"}.get(
+            self.status, "rate_limit_error"
+        )
+        return {
+            "error": {
+                "message": self.message or "request denied",
+                "type": kind,
+                "param": None,
+                "code": self.code,
+            }
+        }
+
+    def state(self, name: str) -> LimitState:
+        """The state of the limit called ``name``; KeyError naming it when absent."""
+        for s in self.states:
+            if s.name == name:
+                return s
+        raise KeyError(f"no limit named {name!r} in this decision")
+
+
+def binding(
+    states: Mapping[str, LimitState] | list[LimitState] | tuple[LimitState, ...],
+) -> LimitState | None:
+    """The state that binds: fewest remaining, then longest reset. None when there are none."""
+    items = list(states.values()) if isinstance(states, Mapping) else list(states)
+    if not items:
+        return None
+    return min(items, key=lambda s: (s.remaining, -s.reset_after))

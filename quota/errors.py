@@ -1,0 +1,26 @@
+"""Exceptions raised by quota: each names the problem and the offending value."""
+
+from __future__ import annotations
+
+
+class QuotaError(Exception):
+    """Base class of every error quota raises on purpose."""
+
+
+class CatalogError(QuotaError, ValueError):
+    """A plan file or catalog is malformed; the message names the plan, the limit and the field."""
+
+
+class UnknownPlanError(QuotaError, KeyError):
+    """A principal names a plan that the catalog does not define."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown plan"
+
+
+class CostError(QuotaError, ValueError):
+    """A cost, actual usage or amount is malformed: negative, not an integer, unknown meter."""
+
+
+class BackendError(QuotaError):
+    """The storage engine failed or is unreachable."""

@@ -1,0 +1,188 @@
+"""Render a decision's limit states as HTTP response headers in several styles.
+
+Styles: ``ietf`` (RateLimit-Policy / RateLimit, draft-ietf-httpapi-ratelimit-headers-11),
+``openai`` (x-ratelimit-*-requests / -tokens), ``legacy`` (X-RateLimit-*, GitHub style) and
+``custom`` (names from the catalog's ``[headers] custom`` table). Every integer value is a plain
+decimal string, never negative; ``Retry-After`` accompanies every denial that can be retried.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from .decision import Decision, LimitState, binding
+
+STYLES = ("ietf", "openai", "legacy", "custom")
+DEFAULT_STYLES = ("ietf", "openai")
+CUSTOM_FIELDS = ("limit", "remaining", "used", "reset", "retry")
+
+# Quota units the draft registers (section 3.1.2), by meter. "requests" is the default and is
+# omitted; meters without a registered unit (tokens, credits) carry no ``qu`` at all, since the
+# draft only allows values from its IANA registry (section 10.3, Specification Required).
+_QUOTA_UNITS = {"content-bytes": "content-bytes", "bytes": "content-bytes"}
+
+
+def render_headers(decision: Decision, styles: Sequence[str] | None = None) -> dict[str, str]:
+    """Headers for ``decision`` in ``styles`` (default: the catalog's, else ietf + openai).
+
+    Unknown styles raise ValueError before anything is rendered.
+    """
+    config = decision.header_config
+    if styles is None:
+        styles = list(config.styles) if config is not None else list(DEFAULT_STYLES)
+    for style in styles:
+        if style not in STYLES:
+            raise ValueError(f"unknown header style {style!r}; known: {', '.join(STYLES)}")
+    custom = dict(config.custom) if config is not None else {}
+    renderers: dict[str, Callable[[Decision], dict[str, str]]] = {
+        "ietf": ietf_headers,
+        "openai": openai_headers,
+        "legacy": legacy_headers,
+        "custom": lambda d: custom_headers(d, custom),
+    }
+    out: dict[str, str] = {}
+    for style in dict.fromkeys(styles):
+        out.update(renderers[style](decision))
+    if not decision.allowed and decision.retry_after is not None:
+        out["Retry-After"] = str(max(1, _ceil(decision.retry_after)))
+    return out
+
+
+def ietf_headers(decision: Decision) -> dict[str, str]:
+    """``RateLimit-Policy`` and ``RateLimit`` as structured-field Lists, one item per state.
+
+    ``q`` is the limit, ``w`` the window in whole seconds (rounded up; omitted for balances
+    and concurrency), ``r`` what remains and ``t`` the seconds until the reset (rounded up).
+    ``qu`` is set only to a unit the draft registers: ``concurrent-requests`` for concurrency
+    limits, ``content-bytes`` for a bytes meter; requests are the default unit.
+    """
+    if not decision.states:
+        return {}
+    policies: list[str] = []
+    limits: list[str] = []
+    for s in decision.states:
+        name = _sf_string(s.name)
+        policy = f"{name};q={_int(s.limit)}"
+        unit = "concurrent-requests" if s.algorithm == "concurrency" else _QUOTA_UNITS.get(s.meter)
+        if unit is not None:
+            policy += f";qu={_sf_string(unit)}"
+        if s.window is not None and s.window > 0:
+            policy += f";w={_ceil(s.window)}"
+        policies.append(policy)
+        limits.append(f"{name};r={_int(s.remaining)};t={_ceil(s.reset_after)}")
+    return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(limits)}
+
+
+def openai_headers(decision: Decision) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` for the binding state
+    of each of those meters; the reset is a Go duration string ("6m0s"), as OpenAI sends it."""
+    out: dict[str, str] = {}
+    for meter in ("requests", "tokens"):
+        s = binding([st for st in decision.states if st.meter == meter])
+        if s is not None:
+            out[f"x-ratelimit-limit-{meter}"] = _int(s.limit)
+            out[f"x-ratelimit-remaining-{meter}"] = _int(s.remaining)
+            out[f"x-ratelimit-reset-{meter}"] = go_duration(s.reset_after)
+    return out
+
+
+def legacy_headers(decision: Decision) -> dict[str, str]:
+    """``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` for the binding state of all.
+
+    ``X-RateLimit-Reset`` is the epoch second of the reset, ``ceil(now + reset_after)``, as
+    GitHub and slowapi send it (not delta seconds): what most legacy clients parse.
+    """
+    s = binding(decision.states)
+    if s is None:
+        return {}
+    return {
+        "X-RateLimit-Limit": _int(s.limit),
+        "X-RateLimit-Remaining": _int(s.remaining),
+        "X-RateLimit-Reset": str(_ceil(decision.now + s.reset_after)),
+    }
+
+
+def custom_headers(decision: Decision, custom: dict[str, str]) -> dict[str, str]:
+    """Headers named by the catalog: ``{header: "<limit name or meter>.<field>"}``.
+
+    The spec splits at its last dot (limit names may contain dots). The ref is a limit name
+    first, else a meter (its binding state); a ref matching no state omits the header, as does
+    ``retry`` when the request can never fit. A bad field raises ValueError.
+    """
+    out: dict[str, str] = {}
+    for header, spec in custom.items():
+        ref, dot, field = spec.rpartition(".")
+        if not dot or not ref or field not in CUSTOM_FIELDS:
+            raise ValueError(
+                f"custom header {header!r}: bad spec {spec!r}; expected '<limit or meter>.<field>'"
+                f" with field one of {', '.join(CUSTOM_FIELDS)}"
+            )
+        s = _lookup(decision.states, ref)
+        if s is None:
+            continue
+        value = _field(s, field)
+        if value is not None:
+            out[header] = value
+    return out
+
+
+def go_duration(seconds: float) -> str:
+    """``seconds`` as Go's ``time.Duration.String()`` at millisecond resolution.
+
+    Rounds to the nearest millisecond; "0s", "500ms", "1.5s", "6m0s", "1h2m3s" (no day unit,
+    hours may exceed 24). Negative inputs clamp to "0s": a reset is never in the past.
+    """
+    ms = max(0, math.floor(seconds * 1000 + 0.5))
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, frac = divmod(rest, 1000)
+    text = f"{secs}.{frac:03d}".rstrip("0") if frac else str(secs)
+    text += "s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{minutes}m{text}"
+    return text
+
+
+def _lookup(states: Sequence[LimitState], ref: str) -> LimitState | None:
+    """The state named ``ref``, else the binding state of meter ``ref``, else None."""
+    for s in states:
+        if s.name == ref:
+            return s
+    return binding([s for s in states if s.meter == ref])
+
+
+def _field(s: LimitState, field: str) -> str | None:
+    """One custom field of a state as a digit string; None for ``retry`` that never fits."""
+    if field == "limit":
+        return _int(s.limit)
+    if field == "remaining":
+        return _int(s.remaining)
+    if field == "used":
+        return _int(s.limit - s.remaining)
+    if field == "reset":
+        return str(_ceil(s.reset_after))
+    return None if s.retry_after is None else str(_ceil(s.retry_after))
+
+
+def _ceil(seconds: float) -> int:
+    """Whole seconds, rounded up, never negative."""
+    return max(0, math.ceil(seconds))
+
+
+def _int(value: int) -> str:
+    """A count as a decimal string, floored at 0 (headers never carry negatives)."""
+    return str(max(0, int(value)))
+
+
+def _sf_string(text: str) -> str:
+    """``text`` as a structured-field String (RFC 9651 3.3.3): printable ASCII, quoted."""
+    if any(not (0x20 <= ord(c) <= 0x7E) for c in text):
+        raise ValueError(f"{text!r} is not printable ASCII, so not a structured-field string")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,139 @@
+"""One limit: a rule on one meter (algorithm, capacity, period, scope, denial status)."""
+
+from __future__ import annotations
+
+from math import gcd
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .algorithms import MAX_SAFE
+from .rates import parse_duration_ms, parse_rate
+from .windows import CALENDAR_UNITS, get_zone
+
+AlgorithmName = Literal[
+    "sliding_window",
+    "token_bucket",
+    "fixed_window",
+    "calendar",
+    "allowance",
+    "balance",
+    "concurrency",
+]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+_DERIVED = {"amount", "period_ms", "unit", "months"}
+_DEFAULT_STATUS = {"balance": 402}
+_DEFAULT_CODE = {"balance": "insufficient_quota", "allowance": "trial_exhausted"}
+
+
+class Limit(BaseModel):
+    """One rule on one meter. Write ``rate`` ("10/minute"), or ``limit`` (+ ``period``)."""
+
+    model_config = _STRICT
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    meter: str = Field(min_length=1)
+    algorithm: AlgorithmName = "sliding_window"
+    rate: str | None = None
+    limit: int | None = Field(default=None, ge=0)
+    period: str | int | None = None
+    scope: Literal["account", "key", "global"] = "account"
+    status: int = Field(default=0, description="HTTP status on denial; 429, or 402 for balance")
+    code: str = ""
+    message: str = ""
+    precision: int = Field(default=32, ge=1, le=1024)
+    burst: int | None = Field(default=None, ge=1)
+    offset: str | int = 0
+    timezone: str | None = None
+    anchor: Literal["calendar", "cycle"] = "calendar"
+    lease: str | int = "5 minutes"
+    grant: int = Field(default=0, ge=0)
+
+    # Derived by validation.
+    amount: int = Field(default=0, exclude=True)
+    period_ms: int = Field(default=0, exclude=True)
+    unit: str = Field(default="", exclude=True)
+    months: int = Field(default=0, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        unknown = sorted(
+            set(data) - set(cls.model_fields) | {"amount", "period_ms", "unit"} & set(data)
+        )
+        if unknown:
+            raise ValueError(f"unknown field {unknown[0]!r} (check its spelling)")
+        algo = data.get("algorithm", "sliding_window")
+        data.setdefault("status", _DEFAULT_STATUS.get(algo, 429))
+        data.setdefault("code", _DEFAULT_CODE.get(algo, "rate_limit_exceeded"))
+        rate, limit, period = data.get("rate"), data.get("limit"), data.get("period")
+        if algo == "balance":
+            for k in ("rate", "limit", "period"):
+                if data.get(k) is not None:
+                    raise ValueError(f"a balance has no {k!r}: give its starting 'grant'")
+            data["amount"] = data.get("grant", 0)
+            return data
+        if algo == "concurrency":
+            if limit is None or rate is not None:
+                raise ValueError("a concurrency limit takes 'limit' (requests in flight), no rate")
+            data["amount"] = limit
+            data["period_ms"] = parse_duration_ms(data.get("lease", "5 minutes"))
+            return data
+        if rate is not None:
+            if limit is not None or period is not None:
+                raise ValueError("give either 'rate' or 'limit' and 'period', not both")
+            parsed = parse_rate(str(rate))
+        elif limit is not None and period is not None:
+            parsed = parse_rate(f"{limit}/{period}")
+        else:
+            raise ValueError("missing 'rate' (e.g. '10/minute'), or 'limit' with 'period'")
+        if parsed.amount < 1:
+            raise ValueError(f"the limit must be at least 1, got {parsed.amount}")
+        data["amount"], data["period_ms"] = parsed.amount, parsed.period_ms
+        if algo == "calendar":
+            if parsed.unit not in CALENDAR_UNITS:
+                raise ValueError(f"a calendar limit counts per {', '.join(CALENDAR_UNITS)}")
+            cycle = data.get("anchor") == "cycle"
+            if cycle and parsed.unit != "month":
+                raise ValueError("anchor = 'cycle' needs a monthly rate, e.g. '1000/month'")
+            if parsed.multiples != 1 and not cycle:
+                raise ValueError("a calendar limit counts per one unit ('/day', '/month')")
+            data["unit"], data["months"] = parsed.unit, parsed.multiples
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Limit:
+        if self.algorithm == "token_bucket":
+            burst = self.burst or self.amount
+            if burst * (self.period_ms // gcd(self.amount, self.period_ms)) > MAX_SAFE:
+                raise ValueError("burst x period is too large for exact integer arithmetic")
+        if self.algorithm != "token_bucket" and self.burst is not None:
+            raise ValueError("'burst' applies to token_bucket only")
+        if self.anchor == "cycle" and self.algorithm != "calendar":
+            raise ValueError("anchor = 'cycle' applies to calendar limits only")
+        if self.timezone is not None:
+            get_zone(self.timezone)
+        if self.algorithm == "fixed_window":
+            parse_offset_ms(self.offset)
+        return self
+
+    @property
+    def capacity(self) -> int:
+        """The most one cost may be: larger costs can never be admitted."""
+        return (self.burst or self.amount) if self.algorithm == "token_bucket" else self.amount
+
+    @property
+    def window_seconds(self) -> float | None:
+        """The policy window for headers; None for balances and concurrency."""
+        if self.algorithm in ("balance", "concurrency"):
+            return None
+        return self.period_ms / 1000
+
+
+def parse_offset_ms(value: str | int) -> int:
+    """Offset of fixed windows from the epoch: seconds, or a duration string."""
+    return 0 if value in (0, "0", "") else parse_duration_ms(value)

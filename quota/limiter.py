@@ -1,0 +1,247 @@
+"""The plain check-and-consume API: ``Limiter`` (sync) and ``AsyncLimiter`` (asyncio)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from .backends import AsyncBackend, Backend, Op, open_async_backend, open_backend
+from .catalog import Catalog, Principal
+from .decision import Decision, LimitState
+from .errors import CostError
+from .keys import DEFAULT_SECRET, account_slot, field_name
+from .planner import Planner, Prepared
+
+Clock = Callable[[], float]
+OnError = Literal["allow", "deny", "local"]
+Target = Decision | str
+
+
+class _Base:
+    """What both limiters share: the catalog, the clock, and the planner."""
+
+    def __init__(
+        self,
+        catalog: Catalog | str | Path,
+        *,
+        clock: Clock | None,
+        on_error: OnError | None,
+        reservation_ttl: float | None,
+        secret: bytes | None,
+    ) -> None:
+        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
+        if on_error not in (None, "allow", "deny", "local"):
+            raise ValueError(f"on_error must be 'allow', 'deny' or 'local', got {on_error!r}")
+        self.on_error = on_error
+        self.clock: Clock = clock or time.time
+        ttl = self.catalog.reservation_ttl if reservation_ttl is None else reservation_ttl
+        if ttl <= 0:
+            raise ValueError(f"reservation_ttl must be positive, got {ttl!r}")
+        self.reservation_ttl_ms = math.ceil(ttl * 1000)
+        self.planner = Planner(self.catalog, secret or DEFAULT_SECRET)
+
+    def _now(self) -> int:
+        return math.floor(self.clock() * 1000)
+
+    def _prepare(
+        self,
+        who: Principal,
+        cost: Mapping[str, int],
+        request_id: str | None,
+        model: str | None,
+        features: Iterable[str] | None,
+    ) -> Prepared | Decision:
+        return self.planner.prepare(who, cost, self._now(), request_id, model, features)
+
+    def _target(self, target: Target, who: Principal | None) -> tuple[str | None, str] | None:
+        """(slot, request id) of a settle/release target; None when there is nothing to do."""
+        if isinstance(target, Decision):
+            if target.reservation is None:
+                return None
+            return target.reservation.slot, target.reservation.request_id
+        if not isinstance(target, str) or not target:
+            raise CostError(f"settle/release takes a Decision or a request id, got {target!r}")
+        slot = account_slot(who.account, self.planner.secret) if who is not None else None
+        return slot, target
+
+    def _peek_ops(self, who: Principal) -> list[tuple[Any, Op]]:
+        plan = self.catalog.plan(who.plan)
+        now = self._now()
+        return [
+            (lim, self.planner.op(who, plan, lim, now, 0))
+            for lim in plan.limits
+            if lim.scope != "key" or who.key is not None
+        ]
+
+    def _reset_targets(self, who: Principal, include_balance: bool) -> list[tuple[str, str]]:
+        """Every field the catalog may have stored for this account (any plan it was on)."""
+        slot = account_slot(who.account, self.planner.secret)
+        out: set[tuple[str, str]] = set()
+        for plan in self.catalog.plans.values():
+            for lim in plan.limits:
+                if lim.scope == "global" or (lim.scope == "key" and who.key is None):
+                    continue
+                if lim.algorithm == "balance" and not include_balance:
+                    continue
+                out.add((slot, field_name(lim.name, lim.scope, who.key, self.planner.secret)))
+        return sorted(out)
+
+    def _top_up_op(self, who: Principal, meter: str, amount: int) -> Op:
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise CostError(f"top_up amount must be a positive integer, got {amount!r}")
+        plan = self.catalog.plan(who.plan)
+        canonical = self.catalog.meters.aliases.get(meter, meter)
+        for lim in plan.limits:
+            if lim.algorithm == "balance" and lim.meter == canonical:
+                return self.planner.op(who, plan, lim, self._now(), 0)
+        raise CostError(f"plan {plan.name!r} has no balance on meter {meter!r} to top up")
+
+    def _states(self, pairs: list[tuple[Any, Op]], outcomes: list[Any]) -> list[LimitState]:
+        return [
+            self.planner.state(lim, op, out) for (lim, op), out in zip(pairs, outcomes, strict=True)
+        ]
+
+
+class Limiter(_Base):
+    """Synchronous limiter: one all-or-nothing decision per ``acquire``.
+
+    ``storage`` is a URL (``memory://``; ``redis://`` once the Redis engine is installed) or an
+    engine instance. ``clock`` returns epoch seconds; inject one to move time in tests.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog | str | Path,
+        storage: str | Backend = "memory://",
+        *,
+        clock: Clock | None = None,
+        on_error: OnError | None = None,
+        reservation_ttl: float | None = None,
+        secret: bytes | None = None,
+    ) -> None:
+        super().__init__(
+            catalog, clock=clock, on_error=on_error, reservation_ttl=reservation_ttl, secret=secret
+        )
+        self.backend: Backend = open_backend(storage) if isinstance(storage, str) else storage
+
+    def acquire(
+        self,
+        who: Principal,
+        cost: Mapping[str, int],
+        *,
+        request_id: str | None = None,
+        model: str | None = None,
+        features: Iterable[str] | None = None,
+    ) -> Decision:
+        """Charge ``cost`` against every limit of the plan on its meters, all or nothing."""
+        prep = self._prepare(who, cost, request_id, model, features)
+        if isinstance(prep, Decision):
+            return prep
+        verdict = self.backend.acquire(prep.now, prep.ops, prep.request_id, self.reservation_ttl_ms)
+        return self.planner.decision(prep, verdict)
+
+    def settle(
+        self, target: Target, actual: Mapping[str, int], *, who: Principal | None = None
+    ) -> bool:
+        """Turn the estimate into ``actual`` usage per meter (others keep their estimate)."""
+        amounts = self.catalog.canonical(actual, "actual usage")
+        found = self._target(target, who)
+        return found is not None and self.backend.settle(self._now(), *found, amounts)
+
+    def release(self, target: Target, *, who: Principal | None = None) -> bool:
+        """Return everything the reservation charged (e.g. the call failed)."""
+        found = self._target(target, who)
+        return found is not None and self.backend.settle(self._now(), *found, None)
+
+    def peek(self, who: Principal) -> list[LimitState]:
+        """The state of every limit of the principal's plan, charging nothing."""
+        pairs = self._peek_ops(who)
+        return self._states(pairs, self.backend.peek(self._now(), [op for _, op in pairs]))
+
+    def reset(self, who: Principal, *, include_balance: bool = False) -> None:
+        """Forget the account's usage (and, only when asked, its prepaid balance)."""
+        self.backend.reset(self._reset_targets(who, include_balance))
+
+    def top_up(self, who: Principal, meter: str, amount: int) -> int:
+        """Add ``amount`` to the principal's balance on ``meter``; return the new balance."""
+        return self.backend.top_up(self._now(), self._top_up_op(who, meter, amount), amount)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Limiter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncLimiter(_Base):
+    """The asyncio limiter: the methods of ``Limiter`` as coroutines."""
+
+    def __init__(
+        self,
+        catalog: Catalog | str | Path,
+        storage: str | AsyncBackend = "memory://",
+        *,
+        clock: Clock | None = None,
+        on_error: OnError | None = None,
+        reservation_ttl: float | None = None,
+        secret: bytes | None = None,
+    ) -> None:
+        super().__init__(
+            catalog, clock=clock, on_error=on_error, reservation_ttl=reservation_ttl, secret=secret
+        )
+        self.backend: AsyncBackend = (
+            open_async_backend(storage) if isinstance(storage, str) else storage
+        )
+
+    async def acquire(
+        self,
+        who: Principal,
+        cost: Mapping[str, int],
+        *,
+        request_id: str | None = None,
+        model: str | None = None,
+        features: Iterable[str] | None = None,
+    ) -> Decision:
+        prep = self._prepare(who, cost, request_id, model, features)
+        if isinstance(prep, Decision):
+            return prep
+        verdict = await self.backend.acquire(
+            prep.now, prep.ops, prep.request_id, self.reservation_ttl_ms
+        )
+        return self.planner.decision(prep, verdict)
+
+    async def settle(
+        self, target: Target, actual: Mapping[str, int], *, who: Principal | None = None
+    ) -> bool:
+        amounts = self.catalog.canonical(actual, "actual usage")
+        found = self._target(target, who)
+        return found is not None and await self.backend.settle(self._now(), *found, amounts)
+
+    async def release(self, target: Target, *, who: Principal | None = None) -> bool:
+        found = self._target(target, who)
+        return found is not None and await self.backend.settle(self._now(), *found, None)
+
+    async def peek(self, who: Principal) -> list[LimitState]:
+        pairs = self._peek_ops(who)
+        return self._states(pairs, await self.backend.peek(self._now(), [op for _, op in pairs]))
+
+    async def reset(self, who: Principal, *, include_balance: bool = False) -> None:
+        await self.backend.reset(self._reset_targets(who, include_balance))
+
+    async def top_up(self, who: Principal, meter: str, amount: int) -> int:
+        return await self.backend.top_up(self._now(), self._top_up_op(who, meter, amount), amount)
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    async def __aenter__(self) -> AsyncLimiter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
