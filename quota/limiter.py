@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from .backends import AsyncBackend, Backend, Op, open_async_backend, open_backend
 from .catalog import Catalog, Principal
@@ -18,19 +18,29 @@ from .planner import Planner, Prepared
 Clock = Callable[[], float]
 OnError = Literal["allow", "deny", "local"]
 Target = Decision | str
+B = TypeVar("B", Backend, AsyncBackend)
 
 
-class _Base:
-    """What both limiters share: the catalog, the clock, and the planner."""
+class _Base(Generic[B]):
+    """What both limiters share: the catalog, the clock, the planner and the engine.
+
+    ``storage`` is a URL (``memory://``; ``redis://`` once the Redis engine is installed) or an
+    engine instance. ``clock`` returns epoch seconds; inject one to move time in tests.
+    """
+
+    @staticmethod
+    def _open(url: str) -> B:
+        raise NotImplementedError
 
     def __init__(
         self,
         catalog: Catalog | str | Path,
+        storage: str | B = "memory://",
         *,
-        clock: Clock | None,
-        on_error: OnError | None,
-        reservation_ttl: float | None,
-        secret: bytes | None,
+        clock: Clock | None = None,
+        on_error: OnError | None = None,
+        reservation_ttl: float | None = None,
+        secret: bytes | None = None,
     ) -> None:
         self.catalog = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
         if on_error not in (None, "allow", "deny", "local"):
@@ -42,6 +52,7 @@ class _Base:
             raise ValueError(f"reservation_ttl must be positive, got {ttl!r}")
         self.reservation_ttl_ms = math.ceil(ttl * 1000)
         self.planner = Planner(self.catalog, secret or DEFAULT_SECRET)
+        self.backend: B = self._open(storage) if isinstance(storage, str) else storage
 
     def _now(self) -> int:
         return math.floor(self.clock() * 1000)
@@ -105,27 +116,10 @@ class _Base:
         ]
 
 
-class Limiter(_Base):
-    """Synchronous limiter: one all-or-nothing decision per ``acquire``.
+class Limiter(_Base[Backend]):
+    """Synchronous limiter: one all-or-nothing decision per ``acquire``."""
 
-    ``storage`` is a URL (``memory://``; ``redis://`` once the Redis engine is installed) or an
-    engine instance. ``clock`` returns epoch seconds; inject one to move time in tests.
-    """
-
-    def __init__(
-        self,
-        catalog: Catalog | str | Path,
-        storage: str | Backend = "memory://",
-        *,
-        clock: Clock | None = None,
-        on_error: OnError | None = None,
-        reservation_ttl: float | None = None,
-        secret: bytes | None = None,
-    ) -> None:
-        super().__init__(
-            catalog, clock=clock, on_error=on_error, reservation_ttl=reservation_ttl, secret=secret
-        )
-        self.backend: Backend = open_backend(storage) if isinstance(storage, str) else storage
+    _open = staticmethod(open_backend)
 
     def acquire(
         self,
@@ -179,25 +173,10 @@ class Limiter(_Base):
         self.close()
 
 
-class AsyncLimiter(_Base):
+class AsyncLimiter(_Base[AsyncBackend]):
     """The asyncio limiter: the methods of ``Limiter`` as coroutines."""
 
-    def __init__(
-        self,
-        catalog: Catalog | str | Path,
-        storage: str | AsyncBackend = "memory://",
-        *,
-        clock: Clock | None = None,
-        on_error: OnError | None = None,
-        reservation_ttl: float | None = None,
-        secret: bytes | None = None,
-    ) -> None:
-        super().__init__(
-            catalog, clock=clock, on_error=on_error, reservation_ttl=reservation_ttl, secret=secret
-        )
-        self.backend: AsyncBackend = (
-            open_async_backend(storage) if isinstance(storage, str) else storage
-        )
+    _open = staticmethod(open_async_backend)
 
     async def acquire(
         self,
