@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from .catalog import Catalog, HeaderConfig, Plan, Principal
 from .decision import Decision, LimitState
-from .errors import BackendError, CatalogError, CostError, QuotaError, UnknownPlanError
+from .errors import (
+    BackendError,
+    CatalogError,
+    ConfigError,
+    CostError,
+    QuotaError,
+    UnknownPlanError,
+)
 from .limit import Limit
 from .limiter import AsyncLimiter, Limiter
 
@@ -15,6 +22,7 @@ __all__ = [
     "BackendError",
     "Catalog",
     "CatalogError",
+    "ConfigError",
     "CostError",
     "Decision",
     "HeaderConfig",

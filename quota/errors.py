@@ -22,5 +22,9 @@ class CostError(QuotaError, ValueError):
     """A cost, actual usage or amount is malformed: negative, not an integer, unknown meter."""
 
 
+class ConfigError(QuotaError, ValueError):
+    """A limiter is built with a bad argument: an unknown storage URL, a bad option."""
+
+
 class BackendError(QuotaError):
     """The storage engine failed or is unreachable."""

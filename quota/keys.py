@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 
+from .errors import CostError
+
 DEFAULT_SECRET = b"quota:v1"
 
 
@@ -30,6 +32,9 @@ def field_name(limit_name: str, scope: str, key: str | None, secret: bytes = DEF
     """The field of one limit inside its slot; per-key limits carry the key's hash."""
     if scope == "key":
         if key is None:
-            raise ValueError(f"limit {limit_name!r} is per key but the principal has no key")
+            raise CostError(
+                f"limit {limit_name!r} is per API key but the principal has no key: give"
+                " Principal(key=...)"
+            )
         return f"{limit_name}/{digest(key, secret)}"
     return limit_name

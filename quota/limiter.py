@@ -11,7 +11,7 @@ from typing import Any, Generic, Literal, TypeVar
 from .backends import AsyncBackend, Backend, Op, open_async_backend, open_backend
 from .catalog import Catalog, Principal
 from .decision import Decision, LimitState
-from .errors import CostError
+from .errors import ConfigError, CostError
 from .keys import DEFAULT_SECRET, account_slot, field_name
 from .planner import Planner, Prepared
 
@@ -44,18 +44,19 @@ class _Base(Generic[B]):
     ) -> None:
         self.catalog = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
         if on_error not in (None, "allow", "deny", "local"):
-            raise ValueError(f"on_error must be 'allow', 'deny' or 'local', got {on_error!r}")
+            raise ConfigError(f"on_error must be 'allow', 'deny' or 'local', got {on_error!r}")
         self.on_error = on_error
         self.clock: Clock = clock or time.time
         ttl = self.catalog.reservation_ttl if reservation_ttl is None else reservation_ttl
         if ttl <= 0:
-            raise ValueError(f"reservation_ttl must be positive, got {ttl!r}")
+            raise ConfigError(f"reservation_ttl must be positive, got {ttl!r}")
         self.reservation_ttl_ms = math.ceil(ttl * 1000)
         self.planner = Planner(self.catalog, secret or DEFAULT_SECRET)
         self.backend: B = self._open(storage) if isinstance(storage, str) else storage
 
     def _now(self) -> int:
-        return math.floor(self.clock() * 1000)
+        # Nearest ms: a float clock built by adding steps (t += 6.1) must not lose a millisecond.
+        return round(self.clock() * 1000)
 
     def _prepare(
         self,
@@ -67,16 +68,22 @@ class _Base(Generic[B]):
     ) -> Prepared | Decision:
         return self.planner.prepare(who, cost, self._now(), request_id, model, features)
 
-    def _target(self, target: Target, who: Principal | None) -> tuple[str | None, str] | None:
-        """(slot, request id) of a settle/release target; None when there is nothing to do."""
+    def _target(self, target: Target, who: Principal | None) -> tuple[str, str] | None:
+        """(slot, request id) of a settle/release target; None when there is nothing to do.
+
+        Request ids are per account, so settling by id needs the principal."""
         if isinstance(target, Decision):
             if target.reservation is None:
                 return None
             return target.reservation.slot, target.reservation.request_id
         if not isinstance(target, str) or not target:
             raise CostError(f"settle/release takes a Decision or a request id, got {target!r}")
-        slot = account_slot(who.account, self.planner.secret) if who is not None else None
-        return slot, target
+        if who is None:
+            raise CostError(
+                f"settling request id {target!r} needs who=Principal(...): request ids are per"
+                " account"
+            )
+        return account_slot(who.account, self.planner.secret), target
 
     def _peek_ops(self, who: Principal) -> list[tuple[Any, Op]]:
         plan = self.catalog.plan(who.plan)
@@ -134,7 +141,9 @@ class Limiter(_Base[Backend]):
         prep = self._prepare(who, cost, request_id, model, features)
         if isinstance(prep, Decision):
             return prep
-        verdict = self.backend.acquire(prep.now, prep.ops, prep.request_id, self.reservation_ttl_ms)
+        verdict = self.backend.acquire(
+            prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms
+        )
         return self.planner.decision(prep, verdict)
 
     def settle(
@@ -191,7 +200,7 @@ class AsyncLimiter(_Base[AsyncBackend]):
         if isinstance(prep, Decision):
             return prep
         verdict = await self.backend.acquire(
-            prep.now, prep.ops, prep.request_id, self.reservation_ttl_ms
+            prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms
         )
         return self.planner.decision(prep, verdict)
 

@@ -114,7 +114,7 @@ def _describe(err: Any, data: dict[str, Any]) -> str:
         msg = "unknown field (check its spelling)"
     elif err["type"] == "missing":
         msg = "required field is missing"
-    return f"{', '.join(parts) or 'catalog'}: {msg}"
+    return f"{', '.join(parts)}: {msg}" if parts else msg
 
 
 def _get(node: Any, key: Any) -> Any:

@@ -32,6 +32,7 @@ class Prepared:
     ops: tuple[Op, ...]
     now: int
     request_id: str
+    slot: str
 
 
 class Planner:
@@ -40,6 +41,9 @@ class Planner:
     def __init__(self, catalog: Catalog, secret: bytes = DEFAULT_SECRET) -> None:
         self.catalog = catalog
         self.secret = secret
+        # Feature names that are also meters (native tools): a cost on one needs the feature.
+        named = {f for plan in catalog.plans.values() for f in plan.features} - {"*"}
+        self.metered_features = named & (catalog.meter_names | set(catalog.meters.aliases))
 
     # -- addressing --------------------------------------------------------------------------
 
@@ -112,7 +116,14 @@ class Planner:
                 "model_not_allowed",
                 f"model {model!r} ({tier} tier) is not available on plan {plan.name!r}",
             )
-        for feature in sorted(set(features or ())):
+        wanted = set(features or ())
+        wanted.update(
+            name
+            for name in cost
+            if name in self.metered_features
+            or self.catalog.meters.aliases.get(name) in self.metered_features
+        )
+        for feature in sorted(wanted):
             if not self.catalog.allows_feature(plan, feature):
                 return self._forbidden(
                     who,
@@ -124,7 +135,8 @@ class Planner:
         limits = tuple(lim for lim in plan.limits if lim.meter in amounts)
         ops = tuple(self.op(who, plan, lim, now, amounts[lim.meter]) for lim in limits)
         rid = request_id or uuid.uuid4().hex
-        return Prepared(who, plan, limits, ops, now, rid)
+        slot = account_slot(who.account, self.secret)
+        return Prepared(who, plan, limits, ops, now, rid, slot)
 
     def _forbidden(self, who: Principal, now: int, what: str, code: str, msg: str) -> Decision:
         return Decision(
@@ -157,8 +169,7 @@ class Planner:
             header_config=self.catalog.headers,
         )
         if verdict.allowed:
-            slot = prep.ops[0].slot if prep.ops else account_slot(prep.who.account, self.secret)
-            return replace(common, reservation=Reservation(prep.request_id, slot))
+            return replace(common, reservation=Reservation(prep.request_id, prep.slot))
         denying = [s for s in states if not s.allowed]
         # The denial that binds longest: "never" beats any finite retry.
         worst = max(denying, key=lambda s: float("inf") if s.retry_after is None else s.retry_after)
@@ -182,7 +193,10 @@ class Planner:
             name=limit.name,
             meter=limit.meter,
             algorithm=limit.algorithm,
-            limit=limit.capacity,
+            # A balance's "limit" is its grant, or more after top-ups: never below what remains.
+            limit=max(limit.capacity, out.remaining)
+            if limit.algorithm == "balance"
+            else limit.capacity,
             remaining=out.remaining,
             reset_after=out.reset_after / 1000,
             retry_after=None if out.retry_after is None else out.retry_after / 1000,

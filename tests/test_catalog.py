@@ -44,9 +44,7 @@ def test_builtins_load_by_name() -> None:
 
 def test_zylo_encodes_the_table() -> None:
     c = quota.Catalog.load("zylo")
-    caps = {
-        name: {lim.name: lim.amount for lim in plan.limits} for name, plan in c.plans.items()
-    }
+    caps = {name: {lim.name: lim.amount for lim in plan.limits} for name, plan in c.plans.items()}
     assert caps["basic"] == {"rpm": 10, "rpd": 7200, "tpd": 200_000, "web_extract": 10}
     assert caps["go"]["rpd"] == 28_800 and caps["go"]["tpd"] == 512_000
     assert caps["pro"]["rpd"] == 43_200 and caps["pro"]["tpd"] == 1_000_000
@@ -70,7 +68,6 @@ def test_zylo_encodes_the_table() -> None:
 @pytest.mark.parametrize("suffix", [".toml", ".json", ".yaml"])
 def test_every_format_loads_the_same_model(tmp_path: Path, suffix: str) -> None:
     import tomllib
-
     import yaml
 
     data = tomllib.loads(GOOD)
@@ -103,29 +100,49 @@ def bad(text: str, tmp_path: Path) -> str:
     ("limit", "needles"),
     [
         ('{ name = "rpm", meter = "requests", rate = "10/fortnight" }', ["'rpm'", "10/fortnight"]),
-        ('{ name = "rpm", meter = "requests", rat = "10/minute" }', ["'rpm'", "unknown field 'rat'"]),
+        (
+            '{ name = "rpm", meter = "requests", rat = "10/minute" }',
+            ["'rpm'", "unknown field 'rat'"],
+        ),
         ('{ name = "rpm", meter = "requests" }', ["'rpm'", "missing 'rate'"]),
         ('{ name = "rpm", meter = "requests", rate = "0/minute" }', ["at least 1"]),
-        ('{ name = "rpm", meter = "requests", rate = "5/minute", algorithm = "leaky" }',
-         ["'rpm'", "algorithm"]),
-        ('{ name = "c", meter = "credits", algorithm = "balance", rate = "1/day" }',
-         ["'c'", "grant"]),
-        ('{ name = "m", meter = "requests", rate = "10/minute", algorithm = "calendar" }',
-         ["'m'", "calendar limit counts per day, week, month, year"]),
-        ('{ name = "m", meter = "requests", rate = "9/day", anchor = "cycle", '
-         'algorithm = "calendar" }', ["'m'", "monthly"]),
-        ('{ name = "z", meter = "requests", rate = "9/day", algorithm = "calendar", '
-         'timezone = "Mars/Base" }', ["'z'", "Mars/Base"]),
-        ('{ name = "s", meter = "google_search", rate = "9/minute" }',
-         ["'s'", "alias of 'search'"]),
-        ('{ name = "b", meter = "requests", rate = "9/minute", burst = 3 }',
-         ["'b'", "token_bucket only"]),
+        (
+            '{ name = "rpm", meter = "requests", rate = "5/minute", algorithm = "leaky" }',
+            ["'rpm'", "algorithm"],
+        ),
+        (
+            '{ name = "c", meter = "credits", algorithm = "balance", rate = "1/day" }',
+            ["'c'", "grant"],
+        ),
+        (
+            '{ name = "m", meter = "requests", rate = "10/minute", algorithm = "calendar" }',
+            ["'m'", "calendar limit counts per day, week, month, year"],
+        ),
+        (
+            '{ name = "m", meter = "requests", rate = "9/day", anchor = "cycle", '
+            'algorithm = "calendar" }',
+            ["'m'", "monthly"],
+        ),
+        (
+            '{ name = "z", meter = "requests", rate = "9/day", algorithm = "calendar", '
+            'timezone = "Mars/Base" }',
+            ["'z'", "Mars/Base"],
+        ),
+        (
+            '{ name = "s", meter = "google_search", rate = "9/minute" }',
+            ["'s'", "alias of 'search'"],
+        ),
+        (
+            '{ name = "b", meter = "requests", rate = "9/minute", burst = 3 }',
+            ["'b'", "token_bucket only"],
+        ),
     ],
 )
-def test_bad_limits_name_plan_limit_and_field(tmp_path: Path, limit: str, needles: list[str]) -> None:
+def test_bad_limits_name_plan_limit_and_field(
+    tmp_path: Path, limit: str, needles: list[str]
+) -> None:
     text = (
-        '[meters]\naliases = { google_search = "search" }\n'
-        f"[plans.basic]\nlimits = [ {limit} ]\n"
+        f'[meters]\naliases = {{ google_search = "search" }}\n[plans.basic]\nlimits = [ {limit} ]\n'
     )
     message = bad(text, tmp_path)
     assert "plan 'basic'" in message
@@ -154,7 +171,7 @@ def test_other_bad_files(tmp_path: Path) -> None:
         quota.Catalog.load("nope")
     odd = tmp_path / "plans.ini"
     odd.write_text("x")
-    with pytest.raises(quota.CatalogError, match="unknown plan file type '.ini'"):
+    with pytest.raises(quota.CatalogError, match=r"unknown plan file type '\.ini'"):
         quota.Catalog.load(odd)
     listing = tmp_path / "list.json"
     listing.write_text("[1, 2]")
@@ -164,7 +181,7 @@ def test_other_bad_files(tmp_path: Path) -> None:
 
 def test_unknown_plan_and_bad_costs() -> None:
     c = quota.Catalog.load("zylo")
-    with pytest.raises(quota.UnknownPlanError, match="unknown plan 'gold'.*basic"):
+    with pytest.raises(quota.UnknownPlanError, match=r"unknown plan 'gold'.*basic"):
         c.plan("gold")
     with pytest.raises(quota.CostError, match="'tokens' must not be negative"):
         c.canonical({"tokens": -1})
@@ -179,12 +196,34 @@ def test_unknown_plan_and_bad_costs() -> None:
 
 
 def test_token_bucket_bounds_are_checked() -> None:
-    ok = {"plans": {"p": {"limits": [
-        {"name": "t", "meter": "tokens", "rate": "100000000/day", "algorithm": "token_bucket"}
-    ]}}}
+    ok = {
+        "plans": {
+            "p": {
+                "limits": [
+                    {
+                        "name": "t",
+                        "meter": "tokens",
+                        "rate": "100000000/day",
+                        "algorithm": "token_bucket",
+                    }
+                ]
+            }
+        }
+    }
     assert quota.Catalog.load(ok).plans["p"].limits[0].capacity == 100_000_000
-    too_big = {"plans": {"p": {"limits": [
-        {"name": "t", "meter": "tokens", "rate": "999999937/day", "algorithm": "token_bucket"}
-    ]}}}
+    too_big = {
+        "plans": {
+            "p": {
+                "limits": [
+                    {
+                        "name": "t",
+                        "meter": "tokens",
+                        "rate": "999999937/day",
+                        "algorithm": "token_bucket",
+                    }
+                ]
+            }
+        }
+    }
     with pytest.raises(quota.CatalogError, match="too large for exact integer"):
         quota.Catalog.load(too_big)

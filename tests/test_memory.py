@@ -70,13 +70,13 @@ def test_engine_all_or_nothing_across_slots() -> None:
         Op("a1", "x", "requests", "sliding_window", (5, 60_000, 32), 3),
         Op("g", "y", "requests", "fixed_window", (2, T0, T0 + 60_000), 3),
     ]
-    verdict = engine.acquire(T0, ops, "r", 1_000)
+    verdict = engine.acquire(T0, "a1", ops, "r", 1_000)
     assert not verdict.allowed
     assert [o.allowed for o in verdict.outcomes] == [True, False]
     assert verdict.outcomes[0].remaining == 5  # reported before the (undone) charge
     assert engine.dump() == {}
-    assert engine.settle(T0, None, "r", None) is False  # a denial records no reservation
-    ok = engine.acquire(T0, [ops[0]], "r", 1_000)
+    assert engine.settle(T0, "a1", "r", None) is False  # a denial records no reservation
+    ok = engine.acquire(T0, "a1", [ops[0]], "r", 1_000)
     assert ok.allowed and engine.dump() == {("a1", "x"): (T0, 3)}
-    assert engine.settle(T0 + 5, None, "r", None) is True
+    assert engine.settle(T0 + 5, "a1", "r", None) is True
     assert engine.dump() == {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ..errors import ConfigError
 from .base import AsyncBackend, Backend, Op, Verdict
 
 _SYNC: dict[str, str] = {}
@@ -32,7 +33,7 @@ def _factory(url: str, table: dict[str, str]) -> Any:
     target = table.get(scheme)
     if target is None:
         known = ", ".join(f"{s}://" for s in schemes())
-        raise ValueError(f"unknown storage URL {url!r}; supported schemes: {known}")
+        raise ConfigError(f"unknown storage URL {url!r}; supported schemes: {known}")
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 

@@ -43,12 +43,15 @@ class Verdict:
 class Backend(Protocol):
     """A synchronous engine."""
 
-    def acquire(self, now: int, ops: Sequence[Op], request_id: str | None, ttl_ms: int) -> Verdict:
-        """Charge every op or none; record the reservation under ``request_id`` for ``ttl_ms``."""
+    def acquire(
+        self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
+    ) -> Verdict:
+        """Charge every op or none; record the reservation as ``(slot, request_id)`` (``slot``
+        is the account's) for ``ttl_ms``, or replay the verdict already recorded there."""
         ...
 
     def settle(
-        self, now: int, slot: str | None, request_id: str, actual: Mapping[str, int] | None
+        self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
     ) -> bool:
         """Settle a reservation to ``actual`` per meter, or release it (None). False when the
         reservation is unknown, expired or already closed."""
@@ -73,11 +76,11 @@ class AsyncBackend(Protocol):
     """An asyncio engine: the same operations as coroutines."""
 
     async def acquire(
-        self, now: int, ops: Sequence[Op], request_id: str | None, ttl_ms: int
+        self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
     ) -> Verdict: ...
 
     async def settle(
-        self, now: int, slot: str | None, request_id: str, actual: Mapping[str, int] | None
+        self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
     ) -> bool: ...
 
     async def peek(self, now: int, ops: Sequence[Op]) -> list[Outcome]: ...

@@ -23,7 +23,6 @@ class _Record:
     """A reservation: what was charged, and the verdict to replay for a repeated request id."""
 
     charges: tuple[Charge, ...]
-    slot: str
     verdict: Verdict
     expires: int
     open: bool = True
@@ -35,12 +34,12 @@ class MemoryBackend:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._states: dict[Key, tuple[State, int | None]] = {}
-        self._records: dict[str, _Record] = {}
+        self._records: dict[Key, _Record] = {}
         # Heaps of (expiry, key): at most one scheduled entry per key; rescheduled when popped
         # early because the key was written again since.
         self._state_heap: list[tuple[int, Key]] = []
         self._scheduled: dict[Key, int] = {}
-        self._record_heap: list[tuple[int, str]] = []
+        self._record_heap: list[tuple[int, Key]] = []
 
     @classmethod
     def from_url(cls, url: str) -> MemoryBackend:
@@ -95,11 +94,13 @@ class MemoryBackend:
 
     # -- operations --------------------------------------------------------------------------
 
-    def acquire(self, now: int, ops: Sequence[Op], request_id: str | None, ttl_ms: int) -> Verdict:
+    def acquire(
+        self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
+    ) -> Verdict:
         with self._lock:
             self._sweep(now)
             if request_id is not None:
-                rec = self._records.get(request_id)
+                rec = self._records.get((slot, request_id))
                 if rec is not None:
                     v = rec.verdict
                     return Verdict(v.allowed, v.outcomes, v.fields, replayed=True)
@@ -118,18 +119,17 @@ class MemoryBackend:
                     )
                     for op, out in zip(ops, outcomes, strict=True)
                 )
-                slot = ops[0].slot if ops else ""
-                self._records[request_id] = _Record(charges, slot, verdict, now + ttl_ms)
-                heapq.heappush(self._record_heap, (now + ttl_ms, request_id))
+                self._records[(slot, request_id)] = _Record(charges, verdict, now + ttl_ms)
+                heapq.heappush(self._record_heap, (now + ttl_ms, (slot, request_id)))
             return verdict
 
     def settle(
-        self, now: int, slot: str | None, request_id: str, actual: Mapping[str, int] | None
+        self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
     ) -> bool:
         with self._lock:
             self._sweep(now)
-            rec = self._records.get(request_id)
-            if rec is None or not rec.open or (slot is not None and rec.slot != slot):
+            rec = self._records.get((slot, request_id))
+            if rec is None or not rec.open:
                 return False
             rec.open = False
             keys = [(c.slot, c.field) for c in rec.charges]
@@ -185,12 +185,12 @@ class AsyncMemoryBackend:
         return cls()
 
     async def acquire(
-        self, now: int, ops: Sequence[Op], request_id: str | None, ttl_ms: int
+        self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
     ) -> Verdict:
-        return self.engine.acquire(now, ops, request_id, ttl_ms)
+        return self.engine.acquire(now, slot, ops, request_id, ttl_ms)
 
     async def settle(
-        self, now: int, slot: str | None, request_id: str, actual: Mapping[str, int] | None
+        self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
     ) -> bool:
         return self.engine.settle(now, slot, request_id, actual)
 

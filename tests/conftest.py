@@ -1,0 +1,52 @@
+"""Shared fixtures: a fake clock that tests move by hand (never sleep)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+UTC = dt.timezone.utc
+
+#: Default start: a UTC midnight, so a test starts with a whole calendar day ahead of it.
+START = dt.datetime(2026, 3, 10, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock for ``Limiter(clock=...)``: returns epoch seconds, moved only by the test.
+
+    Time is kept in integer milliseconds so that stepping never accumulates float error
+    (``ms / 1000`` floors back to exactly ``ms`` in the limiter).
+    """
+
+    def __init__(self, start: dt.datetime | float = START) -> None:
+        self.ms = 0
+        self.set(start)
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+    def set(self, when: dt.datetime | float) -> None:
+        """Jump to an aware datetime or to epoch seconds."""
+        if isinstance(when, dt.datetime):
+            if when.tzinfo is None:
+                raise ValueError("FakeClock.set needs an aware datetime")
+            when = when.timestamp()
+        self.ms = round(when * 1000)
+
+    def advance(self, seconds: float) -> None:
+        """Move forward by ``seconds`` (rounded to the millisecond)."""
+        self.ms += round(seconds * 1000)
+
+    def advance_ms(self, ms: int) -> None:
+        self.ms += ms
+
+    @property
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.ms / 1000, UTC)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A FakeClock at 2026-03-10 00:00:00 UTC."""
+    return FakeClock()
