@@ -7,7 +7,7 @@ after which every cost is denied until a top-up.
 
 from __future__ import annotations
 
-from .base import Outcome, Params, State
+from .base import MAX_SAFE, Outcome, Params, State
 
 
 def _balance(state: State, p: Params) -> int:
@@ -26,7 +26,13 @@ class Balance:
 
     @staticmethod
     def settle(state: State, now: int, p: Params, anchor: int, charged: int, actual: int) -> State:
-        return (_balance(state, p) - (actual - charged),)
+        balance, delta = _balance(state, p), actual - charged
+        # Saturate at -/+MAX_SAFE so that the balance stays exact in Lua.
+        if delta > 0 and balance < 0 and delta > balance + MAX_SAFE:
+            return (-MAX_SAFE,)
+        if delta < 0 and balance > 0 and -delta > MAX_SAFE - balance:
+            return (MAX_SAFE,)
+        return (balance - delta,)
 
     @staticmethod
     def top_up(state: State, p: Params, amount: int) -> State:

@@ -3,12 +3,14 @@
 Params ``(rate, period, burst)``: ``rate`` tokens refill every ``period`` ms (the fraction reduced
 by the caller), capacity ``burst`` tokens. The level is kept in units of 1/period token so that
 refill is ``elapsed * rate`` with no division: ``State = (level, last_ms)``. Debt (a negative
-level after a settlement above the estimate) is paid back by refill.
+level after a settlement above the estimate) is paid back by refill; it saturates at
+``capacity - MAX_SAFE`` units so that ``capacity - level`` (computed by every operation) stays exact
+in Lua, and times past MAX_SAFE ms (never, in practice) saturate at MAX_SAFE.
 """
 
 from __future__ import annotations
 
-from .base import Outcome, Params, State, ceil_div
+from .base import MAX_SAFE, Outcome, Params, State, ceil_div
 
 
 def _level(state: State, now: int, p: Params) -> tuple[int, int]:
@@ -19,9 +21,14 @@ def _level(state: State, now: int, p: Params) -> tuple[int, int]:
         return cap, now
     level, last = state
     if now > last and level < cap:
-        elapsed = min(now - last, (cap - level) // rate + 1)
-        level = min(cap, level + elapsed * rate)
+        # Full once the elapsed time covers the gap; else the refill stays below the gap.
+        level = cap if now - last >= ceil_div(cap - level, rate) else level + (now - last) * rate
     return level, max(now, last)
+
+
+def _later(t: int, ms: int) -> int:
+    """``t + ms`` saturated at MAX_SAFE (ms >= 0)."""
+    return t + ms if ms <= MAX_SAFE - t else MAX_SAFE
 
 
 class TokenBucket:
@@ -37,24 +44,33 @@ class TokenBucket:
         if cost > burst:
             return state, _view(level, lag, p, False, None)
         if level < need:
-            return state, _view(level, lag, p, False, lag + ceil_div(need - level, rate))
+            return state, _view(level, lag, p, False, _later(lag, ceil_div(need - level, rate)))
         level -= need
         return ((level, last) if level < cap else ()), _view(level, lag, p, True, 0)
 
     @staticmethod
     def settle(state: State, now: int, p: Params, anchor: int, charged: int, actual: int) -> State:
+        _, period, burst = p
+        cap = burst * period
         level, last = _level(state, now, p)
-        level = min(p[2] * p[1], level - (actual - charged) * p[1])
-        return (level, last) if level < p[2] * p[1] else ()
+        delta = actual - charged
+        if delta >= 0:  # more used than charged: debt, saturating at cap - MAX_SAFE
+            floor = cap - MAX_SAFE
+            level = floor if delta > (level - floor) // period else level - delta * period
+        elif -delta >= ceil_div(cap - level, period):  # a refund that fills the bucket
+            level = cap
+        else:
+            level -= delta * period
+        return (level, last) if level < cap else ()
 
     @staticmethod
     def expiry(state: State, p: Params) -> int | None:
         if not state:
             return 0
-        return state[1] + ceil_div(p[2] * p[1] - state[0], p[0])
+        return _later(state[1], ceil_div(p[2] * p[1] - state[0], p[0]))
 
 
 def _view(level: int, lag: int, p: Params, allowed: bool, retry: int | None) -> Outcome:
     rate, period, burst = p
     remaining = max(0, level) // period
-    return Outcome(allowed, remaining, lag + ceil_div(burst * period - level, rate), retry)
+    return Outcome(allowed, remaining, _later(lag, ceil_div(burst * period - level, rate)), retry)

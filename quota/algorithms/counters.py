@@ -7,7 +7,7 @@ so the engines need no calendar arithmetic.
 
 from __future__ import annotations
 
-from .base import Outcome, Params, State
+from .base import MAX_SAFE, Outcome, Params, State
 
 
 def _count(state: State, start: int) -> tuple[int, int]:
@@ -27,7 +27,7 @@ class WindowCounter:
         reset = end - now if count else 0
         if cost > limit:
             return state, Outcome(False, max(0, limit - count), reset, None)
-        if count + cost > limit:
+        if cost > limit - count:
             return state, Outcome(False, max(0, limit - count), reset, end - now)
         count += cost
         new: State = (wid, count) if count else ()
@@ -39,6 +39,13 @@ class WindowCounter:
 
     @staticmethod
     def expiry(state: State, p: Params) -> int | None:
+        # The state may hold a window later than ``p``'s: written by a clock slightly behind, or
+        # by settling a charge of ``p``'s window after it ended. That window's end is not known
+        # here; keep the state for twice ``p``'s length past its start (consecutive windows of one
+        # kind, fixed or calendar, never differ in length by a factor of 2). Late is harmless: an
+        # older window is ignored by ``_count``.
+        if state and state[0] > p[1]:
+            return state[0] + 2 * (p[2] - p[1])
         return p[2]
 
 
@@ -48,7 +55,8 @@ def _settle_window(state: State, now: int, p: Params, anchor: int, delta: int) -
     if delta == 0 or now >= end:
         return state
     if state and state[0] == anchor:
-        count = max(0, state[1] + delta)
+        # Saturate at MAX_SAFE (any count above the limit denies alike) to stay exact in Lua.
+        count = max(0, state[1] + delta if delta <= MAX_SAFE - state[1] else MAX_SAFE)
         return (anchor, count) if count else ()
     if (not state or state[0] < anchor) and delta > 0:
         return (anchor, delta)
@@ -71,7 +79,7 @@ class Allowance:
         left = max(0, limit - count)
         if now < start:
             return state, Outcome(False, left, end - now, start - now if cost <= limit else None)
-        if count + cost > limit:
+        if cost > limit - count:
             return state, Outcome(False, left, end - now, None)
         count += cost
         new: State = (start, count) if count else ()

@@ -5,7 +5,11 @@ State layout: ``(t1, a1, t2, a2, ...)`` with t ascending. An entry counts while 
 
 from __future__ import annotations
 
-from .base import Outcome, Params, State, ceil_div
+from .base import MAX_SAFE, Outcome, Params, State, ceil_div
+
+#: How far apart the clocks of the servers sharing one store may be (ms). Only refunds of charges
+#: about to expire depend on it (see ``SlidingWindow.settle``).
+SKEW_MS = 1_000
 
 
 def _live(state: State, now: int, span: int) -> list[int]:
@@ -61,8 +65,8 @@ class SlidingWindow:
         reset = log[-2] + window - now if log else 0
         if cost > limit:
             return state, Outcome(False, max(0, limit - used), reset, None)
-        if used + cost > limit:
-            retry = _first_free(log, now, window, used + cost - limit)
+        if cost > limit - used:
+            retry = _first_free(log, now, window, used - (limit - cost))
             return state, Outcome(False, max(0, limit - used), reset, retry)
         t = max(now, log[-2]) if log else now
         if cost > 0:
@@ -81,10 +85,18 @@ class SlidingWindow:
         delta = actual - charged
         if delta == 0 or anchor + window <= now:
             return tuple(log)
+        if delta > 0:
+            # Saturate: the logged total stays <= MAX_SAFE (exact in Lua); beyond, it denies alike.
+            delta = min(delta, MAX_SAFE - _used(log))
         # The charge made at ``anchor`` sits in the first entry at or after it (merges only move
-        # amounts later, and new entries are appended at the end).
+        # amounts later, and new entries are appended at the end) -- unless a server whose clock
+        # is ahead already dropped it as expired, and that entry holds only later charges.
+        # Refunding those would under-count them, so a refund into a later entry is skipped when
+        # the charge is within SKEW_MS of expiring (keeping it is safe: it over-counts).
         for i in range(0, len(log), 2):
             if log[i] >= anchor:
+                if delta < 0 and log[i] > anchor and anchor + window - SKEW_MS <= now:
+                    return tuple(log)
                 log[i + 1] = max(0, log[i + 1] + delta)
                 if log[i + 1] == 0:
                     del log[i : i + 2]
