@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 import pytest
 
@@ -50,3 +51,12 @@ class FakeClock:
 def clock() -> FakeClock:
     """A FakeClock at 2026-03-10 00:00:00 UTC."""
     return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def redis_port() -> Iterator[int]:
+    """A real redis-server on a free port for the whole session."""
+    from servers import redis_server
+
+    with redis_server() as port:
+        yield port
