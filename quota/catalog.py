@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -160,13 +161,13 @@ class Catalog(BaseModel):
             known = ", ".join(sorted(self.plans))
             raise UnknownPlanError(f"unknown plan {name!r}; this catalog has: {known}") from None
 
-    @property
-    def meter_names(self) -> set[str]:
+    @cached_property
+    def meter_names(self) -> frozenset[str]:
         """Every meter the catalog knows: limited meters, declared names, alias targets."""
         names = set(self.meters.names) | set(self.meters.aliases.values())
         for plan in self.plans.values():
             names.update(lim.meter for lim in plan.limits)
-        return names
+        return frozenset(names)
 
     def canonical(self, cost: Mapping[str, int], what: str = "cost") -> dict[str, int]:
         """Map aliases onto meters and sum: ``{"google_search": 1, "url_context": 1}`` ->

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from functools import lru_cache
 
 from .errors import CostError
 
 DEFAULT_SECRET = b"quota:v1"
 
 
+@lru_cache(maxsize=65_536)
 def digest(value: str, secret: bytes = DEFAULT_SECRET) -> str:
     """A 16-character keyed hash (BLAKE2b, 96 bits), URL-safe and free of braces."""
     raw = hashlib.blake2b(value.encode("utf-8"), digest_size=12, key=secret).digest()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from math import gcd
 
 from .algorithms import Outcome, Params
@@ -19,7 +19,7 @@ from .decision import Decision, LimitState, Reservation
 from .errors import CostError
 from .keys import DEFAULT_SECRET, GLOBAL_SLOT, account_slot, field_name
 from .limit import Limit, parse_offset_ms
-from .windows import calendar_window, cycle_window, to_ms
+from .windows import WindowCache, to_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,7 @@ class Planner:
     def __init__(self, catalog: Catalog, secret: bytes = DEFAULT_SECRET) -> None:
         self.catalog = catalog
         self.secret = secret
+        self.windows = WindowCache()
         # Feature names that are also meters (native tools): a cost on one needs the feature.
         named = {f for plan in catalog.plans.values() for f in plan.features} - {"*"}
         self.metered_features = named & (catalog.meter_names | set(catalog.meters.aliases))
@@ -75,9 +76,9 @@ class Planner:
         if algo == "calendar":
             zone = self.catalog.zone_of(plan, limit)
             if limit.anchor == "cycle" and who.cycle_start is not None:
-                start, end = cycle_window(now, to_ms(who.cycle_start), zone, limit.months)
+                start, end = self.windows.cycle(now, to_ms(who.cycle_start), zone, limit.months)
             else:
-                start, end = calendar_window(now, limit.unit, zone)
+                start, end = self.windows.calendar(now, limit.unit, zone)
             return (amount, start, end)
         if algo == "allowance":
             if who.cycle_start is None:
@@ -158,26 +159,30 @@ class Planner:
             for lim, op in zip(prep.limits, prep.ops, strict=True)
             if op.field in by_field
         )
-        common = Decision(
-            allowed=True,
-            status=200,
-            principal=prep.who,
-            now=prep.now / 1000,
-            states=states,
-            request_id=prep.request_id,
-            replayed=verdict.replayed,
-            header_config=self.catalog.headers,
-        )
         if verdict.allowed:
-            return replace(common, reservation=Reservation(prep.request_id, prep.slot))
+            return Decision(
+                allowed=True,
+                status=200,
+                principal=prep.who,
+                now=prep.now / 1000,
+                states=states,
+                request_id=prep.request_id,
+                reservation=Reservation(prep.request_id, prep.slot),
+                replayed=verdict.replayed,
+                header_config=self.catalog.headers,
+            )
         denying = [s for s in states if not s.allowed]
         # The denial that binds longest: "never" beats any finite retry.
         worst = max(denying, key=lambda s: float("inf") if s.retry_after is None else s.retry_after)
         retry = None if any(s.retry_after is None for s in denying) else worst.retry_after
         limit = next(lim for lim in prep.limits if lim.name == worst.name)
-        return replace(
-            common,
+        return Decision(
             allowed=False,
+            principal=prep.who,
+            now=prep.now / 1000,
+            states=states,
+            request_id=prep.request_id,
+            header_config=self.catalog.headers,
             status=worst.status,
             denied_by=worst.name,
             retry_after=retry,

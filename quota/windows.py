@@ -156,3 +156,33 @@ def cycle_window(
         return _wall_to_ms(anchor.replace(year=first.year, month=first.month, day=day), tz)
 
     return _locate(now_ms, guess, boundary)
+
+
+class WindowCache:
+    """Remembers the last window of each (unit or anchor, zone): a decision inside it reuses
+    the boundaries instead of recomputing them with zoneinfo. Bounded; safe to share."""
+
+    def __init__(self, size: int = 4_096) -> None:
+        self.size = size
+        self._last: dict[tuple[object, ...], tuple[int, int]] = {}
+
+    def _get(self, key: tuple[object, ...], now_ms: int) -> tuple[int, int] | None:
+        hit = self._last.get(key)
+        return hit if hit is not None and hit[0] <= now_ms < hit[1] else None
+
+    def _put(self, key: tuple[object, ...], window: tuple[int, int]) -> tuple[int, int]:
+        if len(self._last) >= self.size:
+            self._last.clear()
+        self._last[key] = window
+        return window
+
+    def calendar(self, now_ms: int, unit: str, tz: datetime.tzinfo) -> tuple[int, int]:
+        key = (unit, tz)
+        return self._get(key, now_ms) or self._put(key, calendar_window(now_ms, unit, tz))
+
+    def cycle(
+        self, now_ms: int, anchor_ms: int, tz: datetime.tzinfo, months: int = 1
+    ) -> tuple[int, int]:
+        key = (anchor_ms, months, tz)
+        hit = self._get(key, now_ms)
+        return hit or self._put(key, cycle_window(now_ms, anchor_ms, tz, months))

@@ -416,7 +416,7 @@ def test_sliding_window_is_exact_within_precision(run: tuple[int, int, int, int,
 @st.composite
 def bucket_runs(draw: st.DrawFn) -> tuple[int, int, int, int, Ops]:
     amount = draw(st.integers(1, 20))
-    period = draw(st.integers(1, 2_000))
+    period = draw(st.one_of(st.integers(1, 20), st.integers(1, 2_000)))  # often dividing amount
     burst = draw(st.integers(1, 3 * amount))
     step = max(1, period * burst // amount)  # about the time to refill the bucket
     ops = draw(
@@ -631,6 +631,11 @@ def test_settle_conserves_usage(run: tuple[Spec, int, Ops], actuals: list[int]) 
                 assert got == max(0, before + a * unit)  # a refund cannot overfill the bucket
             else:
                 assert got == before + a
+            if spec.algorithm == "sliding_window" and c > 0:
+                # Only the anchor's entry changes (the new charge sits exactly at the anchor).
+                log = dict(live_log(e.after, now, p[1]))
+                log[e.out.anchor] += a - c
+                assert live_log(settled, now, p[1]) == sorted((t, x) for t, x in log.items() if x)
             if spec.algorithm in ("sliding_window", "concurrency"):
                 check_log(settled)
             elif spec.algorithm in ("fixed_window", "calendar", "allowance") and settled:
@@ -996,3 +1001,39 @@ def test_values_stay_exact_integers(algorithm: str, data: st.DataObject, how: in
             check_safe([p[2] * p[1] - e.after[0]])
         if spec.algorithm in ("sliding_window", "concurrency"):
             check_safe([sum(e.after[1::2])])
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_two_reservations_settled_at_the_largest_valid_amount(algorithm: str) -> None:
+    """The catalog accepts actual usage up to MAX_SAFE; two such settlements into one window
+    must still leave exact integers (they used to reach 2 * MAX_SAFE, or MAX_SAFE * period)."""
+    now = 4_000_000_000_000
+    params = {
+        "sliding_window": (100_000_000, DAY, 32),
+        "token_bucket": reduce_rate(99_999_997, DAY, 99_999_997),  # coprime: period stays a day
+        "fixed_window": (100_000_000, now - 5, now - 5 + DAY),
+        "calendar": (100_000_000, now - 5, now - 5 + 31 * DAY),
+        "allowance": (100_000_000, now - 5, now - 5 + DAY),
+        "balance": (10**12,),
+        "concurrency": (10_000, DAY),
+    }[algorithm]
+    algo = ALGORITHMS[algorithm]
+    state: State = ()
+    anchors = []
+    for _ in range(2):
+        state, out = algo.acquire(state, now, params, 1)
+        assert out.allowed
+        anchors.append(out.anchor)
+    for i, anchor in enumerate(anchors):
+        state = algo.settle(state, now + 1 + i, params, anchor, 1, MAX_SAFE)
+        check_safe(state)
+        if algorithm in ("sliding_window", "concurrency"):
+            check_safe([sum(state[1::2])])
+        if algorithm == "token_bucket" and state:
+            check_safe([params[2] * params[1] - state[0]])
+        expiry = algo.expiry(state, params)
+        assert expiry is None or 0 <= expiry <= MAX_SAFE
+    _, out = algo.acquire(state, now + 3, params, 1)
+    check_safe([out.remaining, out.reset_after, out.anchor])
+    if algorithm != "concurrency":  # settling ends a lease whatever the amount
+        assert not out.allowed
