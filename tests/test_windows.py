@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quota import windows
-from quota.windows import CALENDAR_UNITS, calendar_window, cycle_window, get_zone, to_ms
+from quota.windows import (
+    CALENDAR_UNITS,
+    WindowCache,
+    calendar_window,
+    cycle_window,
+    get_zone,
+    to_ms,
+)
 
 UTC = timezone.utc
 HOUR = 3_600_000
@@ -435,3 +442,18 @@ def test_cycle_window_properties(data: st.DataObject, tz: tzinfo, months: int) -
         assert s == expected
     else:  # inside a DST gap: the cycle starts at the first instant after it
         assert local(start - 1, tz) < expected < s
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 4_000_000_000_000), min_size=1, max_size=30),
+    st.sampled_from(["UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe"]),
+    st.integers(0, 4_000_000_000_000),
+)
+def test_window_cache_agrees_with_the_functions(times: list[int], zone: str, anchor: int) -> None:
+    cache = WindowCache(size=3)
+    tz = get_zone(zone)
+    for now in sorted(times) + times:  # forwards, then jumping back and forth
+        for unit in ("day", "month"):
+            assert cache.calendar(now, unit, tz) == calendar_window(now, unit, tz)
+        assert cache.cycle(now, anchor, tz) == cycle_window(now, anchor, tz)
