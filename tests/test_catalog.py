@@ -67,7 +67,7 @@ def test_zylo_encodes_the_table() -> None:
 
 @pytest.mark.parametrize("suffix", [".toml", ".json", ".yaml"])
 def test_every_format_loads_the_same_model(tmp_path: Path, suffix: str) -> None:
-    import tomllib
+    from quota.loader import tomllib
     import yaml
 
     data = tomllib.loads(GOOD)
