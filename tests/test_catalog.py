@@ -67,8 +67,9 @@ def test_zylo_encodes_the_table() -> None:
 
 @pytest.mark.parametrize("suffix", [".toml", ".json", ".yaml"])
 def test_every_format_loads_the_same_model(tmp_path: Path, suffix: str) -> None:
-    from quota.loader import tomllib
     import yaml
+
+    from quota.loader import tomllib
 
     data = tomllib.loads(GOOD)
     path = tmp_path / f"plans{suffix}"
