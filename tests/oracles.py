@@ -208,3 +208,52 @@ class OneTimeBudget:
     def settle(self, now: int, charged: int, actual: int) -> None:
         if now < self.end:
             self.spent = max(0, self.spent + actual - charged)
+
+
+# -- concurrency ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Leases:
+    """At most ``limit`` in flight: each admitted cost is a lease that ends when released or
+    ``lease_ms`` after it started. Leases start at ``now``, or 1 ms after the latest live lease
+    when that is not earlier, so every live lease has its own start."""
+
+    limit: int
+    lease_ms: int
+    leases: dict[int, int] = field(default_factory=dict)  # start -> amount
+
+    def live(self, now: int) -> dict[int, int]:
+        return {t: a for t, a in self.leases.items() if t + self.lease_ms > now}
+
+    def used(self, now: int) -> int:
+        return sum(self.live(now).values())
+
+    def admits(self, now: int, cost: int) -> bool:
+        return cost <= self.limit and self.used(now) + cost <= self.limit
+
+    def acquire(self, now: int, cost: int) -> int | None:
+        """The lease's start, or None when denied (0 for a cost of 0: no lease)."""
+        if not self.admits(now, cost):
+            return None
+        if cost == 0:
+            return 0
+        live = self.live(now)
+        start = max(now, max(live) + 1) if live else now
+        self.leases = {**live, start: cost}
+        return start
+
+    def release(self, start: int) -> None:
+        self.leases.pop(start, None)
+
+    def reset_after(self, now: int) -> int:
+        live = self.live(now)
+        return max(live) + self.lease_ms - now if live else 0
+
+    def earliest(self, now: int, cost: int) -> int | None:
+        if cost > self.limit:
+            return None
+        for s in sorted({now} | {t + self.lease_ms for t in self.leases}):
+            if s >= now and self.admits(s, cost):
+                return s
+        raise AssertionError("unreachable")
