@@ -798,6 +798,10 @@ def test_concurrency_settle_removes_the_lease() -> None:
     s = con.settle(s, 20, p, a.anchor, 1, 1)
     s, o = con.acquire(s, 20, p, 1)
     assert o.allowed
+    # A zero-cost reservation holds no lease: releasing it ends nobody's (its anchor is 0).
+    s, z = con.acquire((0, 1), 0, p, 0)
+    assert z.allowed and z.anchor == 0
+    assert con.settle(s, 0, p, z.anchor, 0, 0) == (0, 1)
     _, o = con.acquire(s, 20, p, 3)
     assert not o.allowed and o.retry_after is None
 

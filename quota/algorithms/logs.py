@@ -139,7 +139,8 @@ class Concurrency:
     @staticmethod
     def settle(state: State, now: int, p: Params, anchor: int, charged: int, actual: int) -> State:
         log = _live(state, now, p[1])
-        for i in range(0, len(log), 2):
+        # A zero charge holds no lease (its anchor 0 names none): settling it ends nothing.
+        for i in range(0, len(log) if charged > 0 else 0, 2):
             if log[i] == anchor:
                 del log[i : i + 2]
                 break
