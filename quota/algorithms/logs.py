@@ -35,6 +35,21 @@ def _first_free(log: list[int], now: int, span: int, need: int) -> int:
     raise AssertionError("unreachable: need exceeds the log")  # pragma: no cover
 
 
+def _check(
+    state: State, now: int, span: int, limit: int, cost: int
+) -> tuple[list[int], int, int, Outcome | None]:
+    """(live log, used, reset ms, the denial or None) for ``cost`` against ``limit``."""
+    log = _live(state, now, span)
+    used = _used(log)
+    reset = log[-2] + span - now if log else 0
+    if cost > limit:
+        return log, used, reset, Outcome(False, max(0, limit - used), reset, None)
+    if cost > limit - used:
+        retry = _first_free(log, now, span, used - (limit - cost))
+        return log, used, reset, Outcome(False, max(0, limit - used), reset, retry)
+    return log, used, reset, None
+
+
 def _compress(log: list[int], precision: int) -> None:
     """Merge the closest adjacent pair into the later time until at most ``precision`` entries.
 
@@ -60,14 +75,9 @@ class SlidingWindow:
     @staticmethod
     def acquire(state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:
         limit, window, precision = p
-        log = _live(state, now, window)
-        used = _used(log)
-        reset = log[-2] + window - now if log else 0
-        if cost > limit:
-            return state, Outcome(False, max(0, limit - used), reset, None)
-        if cost > limit - used:
-            retry = _first_free(log, now, window, used - (limit - cost))
-            return state, Outcome(False, max(0, limit - used), reset, retry)
+        log, used, reset, denial = _check(state, now, window, limit, cost)
+        if denial is not None:
+            return state, denial
         t = max(now, log[-2]) if log else now
         if cost > 0:
             if log and log[-2] == t:
@@ -122,14 +132,9 @@ class Concurrency:
     @staticmethod
     def acquire(state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:
         limit, lease = p
-        log = _live(state, now, lease)
-        used = _used(log)
-        reset = log[-2] + lease - now if log else 0
-        if cost > limit:
-            return state, Outcome(False, max(0, limit - used), reset, None)
-        if used + cost > limit:
-            retry = _first_free(log, now, lease, used + cost - limit)
-            return state, Outcome(False, max(0, limit - used), reset, retry)
+        log, used, reset, denial = _check(state, now, lease, limit, cost)
+        if denial is not None:
+            return state, denial
         if cost == 0:
             return tuple(log), Outcome(True, limit - used, reset, 0, 0)
         t = max(now, log[-2] + 1) if log else now
