@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
+from .algorithms import MAX_SAFE
 from .backends import AsyncBackend, Backend, Op, open_async_backend, open_backend
 from .catalog import Catalog, Principal
 from .decision import Decision, LimitState
@@ -108,8 +109,8 @@ class _Base(Generic[B]):
         return sorted(out)
 
     def _top_up_op(self, who: Principal, meter: str, amount: int) -> Op:
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            raise CostError(f"top_up amount must be a positive integer, got {amount!r}")
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_SAFE:
+            raise CostError(f"top_up amount must be a positive integer below 2**53, got {amount!r}")
         plan = self.catalog.plan(who.plan)
         canonical = self.catalog.meters.aliases.get(meter, meter)
         for lim in plan.limits:

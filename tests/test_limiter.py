@@ -676,3 +676,12 @@ def test_a_cost_on_a_tool_meter_needs_the_tool_feature() -> None:
     assert limiter.acquire(go, {"requests": 1, "url_context": 1}).allowed
     # web_extract is a budget, not a feature: every plan may spend it.
     assert limiter.acquire(basic, {"requests": 1, "web_extract": 1}).allowed
+
+
+def test_top_up_rejects_bad_amounts_and_saturates() -> None:
+    limiter = quota.Limiter("zylo", "memory://", clock=lambda: 1_800_000_000.0)
+    p = quota.Principal(account="rich", plan="go")
+    for bad in (0, -5, 1.5, True, 2**53):
+        with pytest.raises(quota.CostError, match="top_up amount"):
+            limiter.top_up(p, "credits", bad)  # type: ignore[arg-type]
+    assert limiter.top_up(p, "credits", 2**53 - 1) == 2**53 - 1  # capped, still exact in Lua

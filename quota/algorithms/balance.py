@@ -36,8 +36,9 @@ class Balance:
 
     @staticmethod
     def top_up(state: State, p: Params, amount: int) -> State:
-        """Add ``amount`` (may be negative for a correction) to the balance."""
-        return (_balance(state, p) + amount,)
+        """Add ``amount`` to the balance, saturating at MAX_SAFE to stay exact in Lua."""
+        balance = _balance(state, p)
+        return (balance + amount if amount <= MAX_SAFE - balance else MAX_SAFE,)
 
     @staticmethod
     def expiry(state: State, p: Params) -> int | None:
