@@ -169,6 +169,10 @@ class Catalog(BaseModel):
             names.update(lim.meter for lim in plan.limits)
         return frozenset(names)
 
+    def meter_of(self, name: str) -> str:
+        """The meter a name feeds: its alias target, or the name itself."""
+        return self.meters.aliases.get(name, name)
+
     def canonical(self, cost: Mapping[str, int], what: str = "cost") -> dict[str, int]:
         """Map aliases onto meters and sum: ``{"google_search": 1, "url_context": 1}`` ->
         ``{"search": 2}``. Rejects negative or non-integer amounts and unknown meters."""
@@ -183,7 +187,7 @@ class Catalog(BaseModel):
                 raise CostError(f"{what} for {name!r} must not be negative, got {amount}")
             if amount > MAX_SAFE:
                 raise CostError(f"{what} for {name!r} is too large: {amount}")
-            meter = self.meters.aliases.get(name, name)
+            meter = self.meter_of(name)
             if meter not in known and name not in self.meters.aliases:
                 raise CostError(
                     f"unknown meter {name!r} in {what}; known: {', '.join(sorted(known))}"
@@ -212,7 +216,7 @@ class Catalog(BaseModel):
 
     def allows_feature(self, plan: Plan, feature: str) -> bool:
         """Whether ``plan`` has ``feature``; aliases apply (``google_search`` -> ``search``)."""
-        canonical = self.meters.aliases.get(feature, feature)
+        canonical = self.meter_of(feature)
         return "*" in plan.features or feature in plan.features or canonical in plan.features
 
     def price(self, model: str, input_tokens: int, output_tokens: int) -> int:

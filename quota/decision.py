@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -99,11 +99,6 @@ class Decision:
         raise KeyError(f"no limit named {name!r} in this decision")
 
 
-def binding(
-    states: Mapping[str, LimitState] | list[LimitState] | tuple[LimitState, ...],
-) -> LimitState | None:
+def binding(states: Iterable[LimitState]) -> LimitState | None:
     """The state that binds: fewest remaining, then longest reset. None when there are none."""
-    items = list(states.values()) if isinstance(states, Mapping) else list(states)
-    if not items:
-        return None
-    return min(items, key=lambda s: (s.remaining, -s.reset_after))
+    return min(states, key=lambda s: (s.remaining, -s.reset_after), default=None)

@@ -6,14 +6,15 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
-from .algorithms import MAX_SAFE
+from .algorithms import MAX_SAFE, Outcome
 from .backends import AsyncBackend, Backend, Op, open_async_backend, open_backend
 from .catalog import Catalog, Principal
 from .decision import Decision, LimitState
 from .errors import ConfigError, CostError
 from .keys import DEFAULT_SECRET, account_slot, field_name
+from .limit import Limit
 from .planner import Planner, Prepared
 
 Clock = Callable[[], float]
@@ -86,7 +87,7 @@ class _Base(Generic[B]):
             )
         return account_slot(who.account, self.planner.secret), target
 
-    def _peek_ops(self, who: Principal) -> list[tuple[Any, Op]]:
+    def _peek_ops(self, who: Principal) -> list[tuple[Limit, Op]]:
         plan = self.catalog.plan(who.plan)
         now = self._now()
         return [
@@ -112,13 +113,13 @@ class _Base(Generic[B]):
         if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_SAFE:
             raise CostError(f"top_up amount must be a positive integer below 2**53, got {amount!r}")
         plan = self.catalog.plan(who.plan)
-        canonical = self.catalog.meters.aliases.get(meter, meter)
+        canonical = self.catalog.meter_of(meter)
         for lim in plan.limits:
             if lim.algorithm == "balance" and lim.meter == canonical:
                 return self.planner.op(who, plan, lim, self._now(), 0)
         raise CostError(f"plan {plan.name!r} has no balance on meter {meter!r} to top up")
 
-    def _states(self, pairs: list[tuple[Any, Op]], outcomes: list[Any]) -> list[LimitState]:
+    def _states(self, pairs: list[tuple[Limit, Op]], outcomes: list[Outcome]) -> list[LimitState]:
         return [
             self.planner.state(lim, op, out) for (lim, op), out in zip(pairs, outcomes, strict=True)
         ]

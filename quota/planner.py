@@ -121,8 +121,7 @@ class Planner:
         wanted.update(
             name
             for name in cost
-            if name in self.metered_features
-            or self.catalog.meters.aliases.get(name) in self.metered_features
+            if name in self.metered_features or self.catalog.meter_of(name) in self.metered_features
         )
         for feature in sorted(wanted):
             if not self.catalog.allows_feature(plan, feature):
