@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .algorithms import MAX_SAFE
 from .errors import CostError, UnknownPlanError
-from .limit import Limit
+from .limit import NAME, Limit
 from .windows import get_zone
 
 HeaderStyle = Literal["ietf", "openai", "legacy", "custom"]
@@ -69,6 +69,14 @@ class Meters(BaseModel):
 
     names: list[str] = Field(default_factory=list)
     aliases: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _identifiers(self) -> Meters:
+        # Meter names travel into storage records (Redis): keep them plain identifiers.
+        for name in [*self.names, *self.aliases, *self.aliases.values()]:
+            if not NAME.fullmatch(name):
+                raise ValueError(f"meter name {name!r} must match {NAME.pattern}")
+        return self
 
 
 class HeaderConfig(BaseModel):
@@ -193,6 +201,8 @@ class Catalog(BaseModel):
                     f"unknown meter {name!r} in {what}; known: {', '.join(sorted(known))}"
                 )
             out[meter] = out.get(meter, 0) + amount
+            if out[meter] > MAX_SAFE:
+                raise CostError(f"{what} for meter {meter!r} is too large: {out[meter]}")
         return out
 
     def tier_of(self, model: str) -> str:

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .algorithms import Charge
+
 if TYPE_CHECKING:
     from .catalog import HeaderConfig, Principal
 
@@ -35,12 +37,20 @@ class LimitState:
     code: str = "rate_limit_exceeded"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reservation:
-    """Handle on what an admitted acquire charged, for ``settle`` and ``release``."""
+    """Handle on what an admitted acquire charged, for ``settle`` and ``release``.
 
-    request_id: str
+    With the caller's ``request_id`` the engine keeps a record under it: acquire is idempotent
+    and any process can settle by id. Without one nothing is stored per request (state stays
+    one small hash per account however busy it is): the handle carries the charges and settles
+    them once.
+    """
+
+    request_id: str | None
     slot: str
+    charges: tuple[Charge, ...] = ()
+    open: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from math import gcd
 from typing import Any, Literal
 
@@ -10,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .algorithms import MAX_SAFE
 from .rates import parse_duration_ms, parse_rate
 from .windows import CALENDAR_UNITS, get_zone
+
+#: What limit and meter names may be: plain identifiers, safe in storage keys and records.
+NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 AlgorithmName = Literal[
     "sliding_window",
@@ -32,7 +36,7 @@ class Limit(BaseModel):
 
     model_config = _STRICT
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(min_length=1, pattern=NAME.pattern)
     meter: str = Field(min_length=1)
     algorithm: AlgorithmName = "sliding_window"
     rate: str | None = None

@@ -11,7 +11,7 @@ from typing import Generic, Literal, TypeVar
 from .algorithms import MAX_SAFE, Outcome
 from .backends import AsyncBackend, Backend, Op, open_async_backend, open_backend
 from .catalog import Catalog, Principal
-from .decision import Decision, LimitState
+from .decision import Decision, LimitState, Reservation
 from .errors import ConfigError, CostError
 from .keys import DEFAULT_SECRET, account_slot, field_name
 from .limit import Limit
@@ -48,13 +48,15 @@ class _Base(Generic[B]):
         if on_error not in (None, "allow", "deny", "local"):
             raise ConfigError(f"on_error must be 'allow', 'deny' or 'local', got {on_error!r}")
         self.on_error = on_error
-        self.clock: Clock = clock or time.time
         ttl = self.catalog.reservation_ttl if reservation_ttl is None else reservation_ttl
         if ttl <= 0:
             raise ConfigError(f"reservation_ttl must be positive, got {ttl!r}")
         self.reservation_ttl_ms = math.ceil(ttl * 1000)
         self.planner = Planner(self.catalog, secret or DEFAULT_SECRET)
         self.backend: B = self._open(storage) if isinstance(storage, str) else storage
+        # A shared store brings its own clock (Redis: the server's TIME) so that every host
+        # of a fleet agrees on one time; an injected clock wins.
+        self.clock: Clock = clock or getattr(self.backend, "clock", None) or time.time
 
     def _now(self) -> int:
         # Nearest ms: a float clock built by adding steps (t += 6.1) must not lose a millisecond.
@@ -70,14 +72,23 @@ class _Base(Generic[B]):
     ) -> Prepared | Decision:
         return self.planner.prepare(who, cost, self._now(), request_id, model, features)
 
-    def _target(self, target: Target, who: Principal | None) -> tuple[str, str] | None:
-        """(slot, request id) of a settle/release target; None when there is nothing to do.
+    def _target(
+        self, target: Target, who: Principal | None
+    ) -> tuple[str, str] | Reservation | None:
+        """What to settle: (slot, request id) of a recorded reservation, a reservation that
+        carries its charges (taken: it settles once), or None when there is nothing to do.
 
         Request ids are per account, so settling by id needs the principal."""
         if isinstance(target, Decision):
-            if target.reservation is None:
+            res = target.reservation
+            if res is None:
                 return None
-            return target.reservation.slot, target.reservation.request_id
+            if res.request_id is not None:
+                return res.slot, res.request_id
+            if not res.open:
+                return None
+            res.open = False
+            return res
         if not isinstance(target, str) or not target:
             raise CostError(f"settle/release takes a Decision or a request id, got {target!r}")
         if who is None:
@@ -153,13 +164,21 @@ class Limiter(_Base[Backend]):
     ) -> bool:
         """Turn the estimate into ``actual`` usage per meter (others keep their estimate)."""
         amounts = self.catalog.canonical(actual, "actual usage")
-        found = self._target(target, who)
-        return found is not None and self.backend.settle(self._now(), *found, amounts)
+        return self._settle(self._target(target, who), amounts)
 
     def release(self, target: Target, *, who: Principal | None = None) -> bool:
         """Return everything the reservation charged (e.g. the call failed)."""
-        found = self._target(target, who)
-        return found is not None and self.backend.settle(self._now(), *found, None)
+        return self._settle(self._target(target, who), None)
+
+    def _settle(
+        self, found: tuple[str, str] | Reservation | None, amounts: Mapping[str, int] | None
+    ) -> bool:
+        if found is None:
+            return False
+        if isinstance(found, Reservation):
+            self.backend.settle_charges(self._now(), found.charges, amounts)
+            return True
+        return self.backend.settle(self._now(), *found, amounts)
 
     def peek(self, who: Principal) -> list[LimitState]:
         """The state of every limit of the principal's plan, charging nothing."""
@@ -210,12 +229,20 @@ class AsyncLimiter(_Base[AsyncBackend]):
         self, target: Target, actual: Mapping[str, int], *, who: Principal | None = None
     ) -> bool:
         amounts = self.catalog.canonical(actual, "actual usage")
-        found = self._target(target, who)
-        return found is not None and await self.backend.settle(self._now(), *found, amounts)
+        return await self._settle(self._target(target, who), amounts)
 
     async def release(self, target: Target, *, who: Principal | None = None) -> bool:
-        found = self._target(target, who)
-        return found is not None and await self.backend.settle(self._now(), *found, None)
+        return await self._settle(self._target(target, who), None)
+
+    async def _settle(
+        self, found: tuple[str, str] | Reservation | None, amounts: Mapping[str, int] | None
+    ) -> bool:
+        if found is None:
+            return False
+        if isinstance(found, Reservation):
+            await self.backend.settle_charges(self._now(), found.charges, amounts)
+            return True
+        return await self.backend.settle(self._now(), *found, amounts)
 
     async def peek(self, who: Principal) -> list[LimitState]:
         pairs = self._peek_ops(who)
@@ -231,6 +258,9 @@ class AsyncLimiter(_Base[AsyncBackend]):
         await self.backend.close()
 
     async def __aenter__(self) -> AsyncLimiter:
+        connect = getattr(self.backend, "connect", None)
+        if connect is not None:  # measure the server's clock before the first decision
+            await connect()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

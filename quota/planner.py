@@ -7,12 +7,11 @@ only in how they call their engine.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from math import gcd
 
-from .algorithms import Outcome, Params
+from .algorithms import Charge, Outcome, Params
 from .backends.base import Op, Verdict
 from .catalog import Catalog, Plan, Principal
 from .decision import Decision, LimitState, Reservation
@@ -31,7 +30,7 @@ class Prepared:
     limits: tuple[Limit, ...]
     ops: tuple[Op, ...]
     now: int
-    request_id: str
+    request_id: str | None
     slot: str
 
 
@@ -134,9 +133,8 @@ class Planner:
                 )
         limits = tuple(lim for lim in plan.limits if lim.meter in amounts)
         ops = tuple(self.op(who, plan, lim, now, amounts[lim.meter]) for lim in limits)
-        rid = request_id or uuid.uuid4().hex
         slot = account_slot(who.account, self.secret)
-        return Prepared(who, plan, limits, ops, now, rid, slot)
+        return Prepared(who, plan, limits, ops, now, request_id, slot)
 
     def _forbidden(self, who: Principal, now: int, what: str, code: str, msg: str) -> Decision:
         return Decision(
@@ -159,6 +157,12 @@ class Planner:
             if op.field in by_field
         )
         if verdict.allowed:
+            charges: tuple[Charge, ...] = ()
+            if prep.request_id is None:  # no record kept: the handle carries the charges
+                charges = tuple(
+                    Charge(op.slot, op.field, op.meter, op.algorithm, op.params, o.anchor, op.cost)
+                    for op, o in zip(prep.ops, verdict.outcomes, strict=True)
+                )
             return Decision(
                 allowed=True,
                 status=200,
@@ -166,7 +170,7 @@ class Planner:
                 now=prep.now / 1000,
                 states=states,
                 request_id=prep.request_id,
-                reservation=Reservation(prep.request_id, prep.slot),
+                reservation=Reservation(prep.request_id, prep.slot, charges),
                 replayed=verdict.replayed,
                 header_config=self.catalog.headers,
             )

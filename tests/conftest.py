@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -60,3 +61,35 @@ def redis_port() -> Iterator[int]:
 
     with redis_server() as port:
         yield port
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_ports() -> Iterator[list[int]]:
+    """A real Redis Cluster of three masters for the whole session; yields their ports."""
+    from servers import redis_cluster
+
+    with redis_cluster() as ports:
+        yield ports
+
+
+_namespaces = itertools.count()
+
+#: Every engine a behaviour test runs on: the embedded one, a real Redis, a real Cluster.
+ENGINES = ["memory", "redis", "cluster"]
+
+
+def storage_url(request: pytest.FixtureRequest, engine: str) -> str:
+    """A URL for ``engine`` with a fresh key prefix, so tests sharing a server never meet."""
+    if engine == "memory":
+        return "memory://"
+    prefix = f"t{next(_namespaces)}"
+    if engine == "redis":
+        return f"redis://127.0.0.1:{request.getfixturevalue('redis_port')}/0?prefix={prefix}"
+    ports = request.getfixturevalue("redis_cluster_ports")
+    return f"redis+cluster://127.0.0.1:{ports[0]}?prefix={prefix}"
+
+
+@pytest.fixture(params=ENGINES)
+def storage(request: pytest.FixtureRequest) -> str:
+    """The storage URL of each engine in turn (tests using it run once per engine)."""
+    return storage_url(request, request.param)

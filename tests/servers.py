@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 
 def free_port() -> int:
@@ -21,13 +21,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server(*args: str) -> Iterator[int]:
+def redis_server(*args: str, port: int | None = None) -> Iterator[int]:
     """Run ``redis-server`` on a free loopback port with no persistence; yield the port."""
     binary = shutil.which("redis-server")
     if binary is None:  # CI installs it (.ci/run); a test that needs Redis must not skip
         raise RuntimeError("redis-server is not on PATH: install it (apt-get install redis-server)")
     with tempfile.TemporaryDirectory(prefix="quota-redis-") as workdir:
-        port = free_port()
+        port = port or free_port()
         cmd = [
             binary,
             "--port",
@@ -60,3 +60,46 @@ def redis_server(*args: str) -> Iterator[int]:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def _cli(*args: str) -> str:
+    binary = shutil.which("redis-cli")
+    if binary is None:
+        raise RuntimeError("redis-cli is not on PATH: install it (apt-get install redis-server)")
+    done = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"redis-cli {' '.join(args)} failed: {done.stdout}{done.stderr}")
+    return done.stdout
+
+
+@contextmanager
+def redis_cluster(masters: int = 3, replicas: int = 0) -> Iterator[list[int]]:
+    """A real Redis Cluster on loopback (``masters`` x (1 + ``replicas``) servers); yield the
+    ports, masters first once the cluster reports ``cluster_state:ok`` on every node."""
+    with ExitStack() as stack:
+        ports = [
+            stack.enter_context(
+                redis_server(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    str(free_port()),
+                    "--cluster-node-timeout",
+                    "2000",
+                )
+            )
+            for _ in range(masters * (1 + replicas))
+        ]
+        nodes = [f"127.0.0.1:{p}" for p in ports]
+        _cli("--cluster", "create", *nodes, "--cluster-replicas", str(replicas), "--cluster-yes")
+        deadline = time.monotonic() + 30
+        while True:
+            infos = [_cli("-p", str(p), "cluster", "info") for p in ports]
+            if all("cluster_state:ok" in info for info in infos):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test cluster did not reach cluster_state:ok")
+            time.sleep(0.05)  # waiting for the servers to agree, not moving test time
+        yield ports

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -91,8 +91,9 @@ def custom() -> quota.Catalog:
 
 
 @pytest.fixture
-def limiter(custom: quota.Catalog, clock: FakeClock) -> quota.Limiter:
-    return quota.Limiter(custom, "memory://", clock=clock)
+def limiter(custom: quota.Catalog, clock: FakeClock, storage: str) -> Iterator[quota.Limiter]:
+    with quota.Limiter(custom, storage, clock=clock) as lim:
+        yield lim
 
 
 def P(plan: str, account: str = "acct") -> quota.Principal:

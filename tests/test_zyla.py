@@ -8,6 +8,7 @@ that start a new cycle.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 import pytest
 from conftest import FakeClock
@@ -30,8 +31,9 @@ def zyla() -> quota.Catalog:
 
 
 @pytest.fixture
-def limiter(zyla: quota.Catalog, clock: FakeClock) -> quota.Limiter:
-    return quota.Limiter(zyla, "memory://", clock=clock)
+def limiter(zyla: quota.Catalog, clock: FakeClock, storage: str) -> Iterator[quota.Limiter]:
+    with quota.Limiter(zyla, storage, clock=clock) as lim:
+        yield lim
 
 
 def seconds(a: dt.datetime, b: dt.datetime) -> float:

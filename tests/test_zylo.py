@@ -6,6 +6,7 @@ Every test injects a FakeClock (epoch seconds, moved by hand) and asserts exact 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 import pytest
 from conftest import START, FakeClock
@@ -23,8 +24,9 @@ def zylo() -> quota.Catalog:
 
 
 @pytest.fixture
-def limiter(zylo: quota.Catalog, clock: FakeClock) -> quota.Limiter:
-    return quota.Limiter(zylo, "memory://", clock=clock)
+def limiter(zylo: quota.Catalog, clock: FakeClock, storage: str) -> Iterator[quota.Limiter]:
+    with quota.Limiter(zylo, storage, clock=clock) as lim:
+        yield lim
 
 
 def who(plan: str, account: str = "acct_42", key: str | None = "sk-one") -> quota.Principal:

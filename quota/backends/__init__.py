@@ -53,6 +53,21 @@ def open_async_backend(url: str) -> AsyncBackend:
 register(
     "memory", "quota.backends.memory:MemoryBackend", "quota.backends.memory:AsyncMemoryBackend"
 )
+for _scheme in (
+    "redis",
+    "rediss",
+    "redis+unix",
+    "redis+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+    "valkey",
+    "valkeys",
+    "valkey+unix",
+    "valkey+sentinel",
+    "valkey+cluster",
+    "valkeys+cluster",
+):
+    register(_scheme, "quota.backends.redis:RedisBackend", "quota.backends.redis:AsyncRedisBackend")
 
 __all__ = [
     "AsyncBackend",

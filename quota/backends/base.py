@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..algorithms import Outcome, Params
+from ..algorithms import Charge, Outcome, Params
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,12 @@ class Backend(Protocol):
         reservation is unknown, expired or already closed."""
         ...
 
+    def settle_charges(
+        self, now: int, charges: Sequence[Charge], actual: Mapping[str, int] | None
+    ) -> None:
+        """Settle charges that were not recorded (no request id): the caller settles once."""
+        ...
+
     def peek(self, now: int, ops: Sequence[Op]) -> list[Outcome]:
         """Outcomes for the ops' costs, charging nothing."""
         ...
@@ -82,6 +88,10 @@ class AsyncBackend(Protocol):
     async def settle(
         self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
     ) -> bool: ...
+
+    async def settle_charges(
+        self, now: int, charges: Sequence[Charge], actual: Mapping[str, int] | None
+    ) -> None: ...
 
     async def peek(self, now: int, ops: Sequence[Op]) -> list[Outcome]: ...
 

@@ -132,13 +132,22 @@ class MemoryBackend:
             if rec is None or not rec.open:
                 return False
             rec.open = False
-            keys = [(c.slot, c.field) for c in rec.charges]
-            states = [self._load(k) for k in keys]
-            new = settle_all(states, now, rec.charges, actual)
-            self._write(
-                now, keys, [c.algorithm for c in rec.charges], [c.params for c in rec.charges], new
-            )
+            self._settle(now, rec.charges, actual)
             return True
+
+    def settle_charges(
+        self, now: int, charges: Sequence[Charge], actual: Mapping[str, int] | None
+    ) -> None:
+        with self._lock:
+            self._sweep(now)
+            self._settle(now, charges, actual)
+
+    def _settle(
+        self, now: int, charges: Sequence[Charge], actual: Mapping[str, int] | None
+    ) -> None:
+        keys = [(c.slot, c.field) for c in charges]
+        new = settle_all([self._load(k) for k in keys], now, charges, actual)
+        self._write(now, keys, [c.algorithm for c in charges], [c.params for c in charges], new)
 
     def peek(self, now: int, ops: Sequence[Op]) -> list[Outcome]:
         with self._lock:
@@ -193,6 +202,11 @@ class AsyncMemoryBackend:
         self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
     ) -> bool:
         return self.engine.settle(now, slot, request_id, actual)
+
+    async def settle_charges(
+        self, now: int, charges: Sequence[Charge], actual: Mapping[str, int] | None
+    ) -> None:
+        self.engine.settle_charges(now, charges, actual)
 
     async def peek(self, now: int, ops: Sequence[Op]) -> list[Outcome]:
         return self.engine.peek(now, ops)

@@ -1,0 +1,336 @@
+-- Storage and dispatch around algorithms.lua: one call = one atomic command over one slot.
+--
+-- KEYS[1] is the reservation record; KEYS[1 + s] is store s: 1 = the slot's hash of windowed
+-- states (its TTL follows the latest expiry written), 2 = the slot's persistent hash (balances).
+-- Stores 3 and 4 are the global slot's, passed when it shares the server (not on Cluster).
+-- ARGV[1] names the command; the layouts are written by quota/backends/redis_codec.py.
+
+local B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+local function b36(n)
+  if n < 0 then return "-" .. b36(-n) end
+  if n == 0 then return "0" end
+  local digits = {}
+  while n > 0 do
+    local d = n % 36
+    digits[#digits + 1] = string.sub(B36, d + 1, d + 1)
+    n = (n - d) / 36
+  end
+  return string.reverse(table.concat(digits))
+end
+
+local function unb36(s)
+  if string.sub(s, 1, 1) == "-" then return -tonumber(string.sub(s, 2), 36) end
+  return tonumber(s, 36)
+end
+
+local function split(s, sep)
+  local out, from = {}, 1
+  while true do
+    local i = string.find(s, sep, from, true)
+    if not i then
+      out[#out + 1] = string.sub(s, from)
+      return out
+    end
+    out[#out + 1] = string.sub(s, from, i - 1)
+    from = i + 1
+  end
+end
+
+-- A log is stored as base-36 time deltas, ":amount" only when the amount is not 1, so that a
+-- busy minute of 10 requests stays under Redis's 64-byte listpack value limit.
+local function encode(code, state)
+  local parts = {}
+  if ALGORITHMS[code].log then
+    local prev = 0
+    for i = 1, #state, 2 do
+      local s = b36(state[i] - prev)
+      prev = state[i]
+      if state[i + 1] ~= 1 then s = s .. ":" .. b36(state[i + 1]) end
+      parts[#parts + 1] = s
+    end
+  else
+    for i = 1, #state do parts[i] = fmt(state[i]) end
+  end
+  return table.concat(parts, ",")
+end
+
+local function decode(code, raw)
+  local state = {}
+  if not raw or raw == "" then return state end
+  if ALGORITHMS[code].log then
+    local prev = 0
+    for _, part in ipairs(split(raw, ",")) do
+      local pair = split(part, ":")
+      prev = prev + unb36(pair[1])
+      state[#state + 1] = prev
+      state[#state + 1] = pair[2] and unb36(pair[2]) or 1
+    end
+  else
+    for _, part in ipairs(split(raw, ",")) do state[#state + 1] = tonumber(part) end
+  end
+  return state
+end
+
+local function numbers(s)
+  local out = {}
+  for _, x in ipairs(split(s, ":")) do out[#out + 1] = tonumber(x) end
+  return out
+end
+
+-- ops: store, field, code, params ("a:b:c"), cost, meter -- six ARGV each after a count
+local function read_ops(at)
+  local ops = {}
+  for i = 0, tonumber(ARGV[at]) - 1 do
+    local j = at + 1 + i * 6
+    ops[#ops + 1] = {
+      store = ARGV[j], field = ARGV[j + 1], code = ARGV[j + 2], pstr = ARGV[j + 3],
+      params = numbers(ARGV[j + 3]), cost = tonumber(ARGV[j + 4]), meter = ARGV[j + 5],
+    }
+  end
+  return ops
+end
+
+local function key_of(op)
+  return KEYS[tonumber(op.store) + 1]
+end
+
+local function load(op)
+  return decode(op.code, redis.call("HGET", key_of(op), op.field))
+end
+
+-- Write a state as the memory engine stores it: nothing for an empty or expired state.
+local function write(now, ttls, op, state)
+  local key, algo = key_of(op), ALGORITHMS[op.code]
+  if #state == 0 then
+    redis.call("HDEL", key, op.field)
+    return
+  end
+  if not algo.expiry then
+    redis.call("HSET", key, op.field, encode(op.code, state))
+    return
+  end
+  local ttl = algo.expiry(state, op.params) - now
+  if ttl <= 0 then
+    redis.call("HDEL", key, op.field)
+    return
+  end
+  redis.call("HSET", key, op.field, encode(op.code, state))
+  if (ttls[key] or 0) < ttl then ttls[key] = ttl end
+end
+
+local function expire(ttls)
+  for key, ttl in pairs(ttls) do
+    if redis.call("PTTL", key) < ttl then redis.call("PEXPIRE", key, ttl) end
+  end
+end
+
+local function push(reply, field, out)
+  reply[#reply + 1] = field
+  reply[#reply + 1] = out[1] and 1 or 0
+  reply[#reply + 1] = out[2]
+  reply[#reply + 1] = out[3]
+  reply[#reply + 1] = out[4]
+  reply[#reply + 1] = out[5]
+end
+
+local function decide(states, now, ops)
+  local outs, news, allowed = {}, {}, true
+  for i, op in ipairs(ops) do
+    news[i], outs[i] = ALGORITHMS[op.code].acquire(states[i], now, op.params, op.cost)
+    if not outs[i][1] then allowed = false end
+  end
+  if allowed then return true, outs, news end
+  for i, op in ipairs(ops) do
+    if outs[i][1] then
+      local _, out = ALGORITHMS[op.code].acquire(states[i], now, op.params, 0)
+      outs[i] = out
+    end
+  end
+  return false, outs, states
+end
+
+-- Record: "expires,open,linked;charge;charge...[#image!image...]", a charge being
+-- "store,field,code,params,anchor,amount,meter,remaining,reset,retry" and an image
+-- "store|field|before|after" (kept only when a later slot may have to undo this one).
+local function parse_record(rec)
+  local sections = split(rec, "#")
+  local parts = split(sections[1], ";")
+  local head = split(parts[1], ",")
+  local r = {expires = tonumber(head[1]), open = head[2] == "1", linked = head[3], charges = {}}
+  for i = 2, #parts do
+    local c = split(parts[i], ",")
+    r.charges[#r.charges + 1] = {
+      store = c[1], field = c[2], code = c[3], params = numbers(c[4]), anchor = tonumber(c[5]),
+      cost = tonumber(c[6]), meter = c[7], remaining = tonumber(c[8]), reset = tonumber(c[9]),
+      retry = tonumber(c[10]),
+    }
+  end
+  r.images = {}
+  if sections[2] then
+    for _, image in ipairs(split(sections[2], "!")) do r.images[#r.images + 1] = split(image, "|") end
+  end
+  return r
+end
+
+local function cmd_acquire()
+  local now, ttl, linked = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+  local rec = ttl > 0 and redis.call("GET", KEYS[1])
+  if rec then
+    local r = parse_record(rec)
+    if r.expires > now then
+      local reply = {1, 1}
+      for _, c in ipairs(r.charges) do
+        push(reply, c.field, {true, c.remaining, c.reset, c.retry, c.anchor})
+      end
+      return reply
+    end
+  end
+  local ops = read_ops(5)
+  local states, befores = {}, {}
+  for i, op in ipairs(ops) do
+    befores[i] = redis.call("HGET", key_of(op), op.field) or ""
+    states[i] = decode(op.code, befores[i])
+  end
+  local allowed, outs, news = decide(states, now, ops)
+  local reply = {allowed and 1 or 0, 0}
+  for i, op in ipairs(ops) do push(reply, op.field, outs[i]) end
+  if not allowed then return reply end
+  local ttls = {}
+  for i, op in ipairs(ops) do write(now, ttls, op, news[i]) end
+  expire(ttls)
+  if ttl == 0 then return reply end
+  local parts = {fmt(now + ttl) .. ",1," .. linked}
+  for i, op in ipairs(ops) do
+    local o = outs[i]
+    parts[#parts + 1] = table.concat({op.store, op.field, op.code, op.pstr, fmt(o[5]),
+      fmt(op.cost), op.meter, fmt(o[2]), fmt(o[3]), fmt(o[4])}, ",")
+  end
+  local record = table.concat(parts, ";")
+  if linked ~= "" then
+    local images = {}
+    for i, op in ipairs(ops) do
+      local after = redis.call("HGET", key_of(op), op.field) or ""
+      images[i] = table.concat({op.store, op.field, befores[i], after}, "|")
+    end
+    record = record .. "#" .. table.concat(images, "!")
+  end
+  redis.call("SET", KEYS[1], record, "PX", ttl)
+  return reply
+end
+
+local function settle_charges(now, r, actual)
+  local ttls = {}
+  for _, c in ipairs(r.charges) do
+    local amount = 0
+    if actual then amount = actual[c.meter] or c.cost end
+    local new = ALGORITHMS[c.code].settle(load(c), now, c.params, c.anchor, c.cost, amount)
+    write(now, ttls, c, new)
+  end
+  expire(ttls)
+end
+
+-- "release", or "settle" followed by meter, amount pairs from ARGV[at] on
+local function actual_from(mode, at)
+  if mode ~= "settle" then return nil end
+  local actual = {}
+  for i = at, #ARGV, 2 do actual[ARGV[i]] = tonumber(ARGV[i + 1]) end
+  return actual
+end
+
+local function cmd_settle()
+  local now = tonumber(ARGV[2])
+  local rec = redis.call("GET", KEYS[1])
+  if not rec then return {0, ""} end
+  local r = parse_record(rec)
+  if r.expires <= now or not r.open then return {0, ""} end
+  settle_charges(now, r, actual_from(ARGV[3], 4))
+  local closed = string.gsub(rec, "^([^,]*),1,", "%1,0,", 1)
+  redis.call("SET", KEYS[1], closed, "KEEPTTL")
+  return {1, r.linked}
+end
+
+-- Settle charges the caller kept (no record): store, field, code, params, anchor, amount,
+-- meter for each of ARGV[4] charges, then the actual amounts.
+local function cmd_direct()
+  local now, n = tonumber(ARGV[2]), tonumber(ARGV[4])
+  local r = {charges = {}}
+  for i = 0, n - 1 do
+    local j = 5 + i * 7
+    r.charges[#r.charges + 1] = {
+      store = ARGV[j], field = ARGV[j + 1], code = ARGV[j + 2], params = numbers(ARGV[j + 3]),
+      anchor = tonumber(ARGV[j + 4]), cost = tonumber(ARGV[j + 5]), meter = ARGV[j + 6],
+    }
+  end
+  settle_charges(now, r, actual_from(ARGV[3], 5 + n * 7))
+  return 1
+end
+
+-- Outcomes for the ops' costs, charging nothing; with ``redo``, an admitted op is reported at
+-- cost 0 (how a denied decision reports its other limits).
+local function peek_ops(now, ops, redo)
+  local reply = {}
+  for _, op in ipairs(ops) do
+    local state = load(op)
+    local _, out = ALGORITHMS[op.code].acquire(state, now, op.params, op.cost)
+    if redo and out[1] then _, out = ALGORITHMS[op.code].acquire(state, now, op.params, 0) end
+    push(reply, op.field, out)
+  end
+  return reply
+end
+
+-- Undo an acquire whose decision a later slot denied: put back each state exactly as it was
+-- when nothing touched it since, else release the charge; forget the record; report the ops
+-- as they stand (cost 0), as the memory engine reports a denied decision's other limits.
+local function cmd_undo()
+  local now = tonumber(ARGV[2])
+  local rec = redis.call("GET", KEYS[1])
+  if rec then
+    local r = parse_record(rec)
+    if r.open and r.expires > now then
+      local restored = true
+      for _, image in ipairs(r.images) do
+        local key = KEYS[tonumber(image[1]) + 1]
+        if (redis.call("HGET", key, image[2]) or "") ~= image[4] then restored = false end
+      end
+      if restored then
+        for _, image in ipairs(r.images) do
+          local key = KEYS[tonumber(image[1]) + 1]
+          if image[3] == "" then
+            redis.call("HDEL", key, image[2])
+          else
+            redis.call("HSET", key, image[2], image[3])
+          end
+        end
+      else
+        settle_charges(now, r, nil)
+      end
+    end
+    redis.call("DEL", KEYS[1])
+  end
+  return peek_ops(now, read_ops(3), true)
+end
+
+local function cmd_peek()
+  return peek_ops(tonumber(ARGV[2]), read_ops(4), ARGV[3] == "1")
+end
+
+local function cmd_reset()
+  for i = 2, #ARGV, 2 do redis.call("HDEL", KEYS[tonumber(ARGV[i]) + 1], ARGV[i + 1]) end
+  return 1
+end
+
+local function cmd_top_up()
+  local amount = tonumber(ARGV[3])
+  local op = read_ops(4)[1]
+  local state = bl_top_up(load(op), op.params, amount)
+  redis.call("HSET", key_of(op), op.field, encode(op.code, state))
+  return state[1]
+end
+
+local COMMANDS = {
+  acquire = cmd_acquire, settle = cmd_settle, direct = cmd_direct, undo = cmd_undo, peek = cmd_peek,
+  reset = cmd_reset, top_up = cmd_top_up,
+}
+
+return COMMANDS[ARGV[1]]()

@@ -1,0 +1,148 @@
+"""From a storage URL to a redis-py client: single server, TLS, Unix socket, Sentinel, Cluster.
+
+Schemes (``valkey`` spellings alike): ``redis://``, ``rediss://`` (TLS), ``redis+unix://``,
+``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``,
+``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster`` for TLS).
+Query options go to redis-py (``socket_timeout=0.5``...), except ``prefix`` (key prefix,
+default ``quota``), which is ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from ..errors import ConfigError
+
+#: Defaults a limiter needs (a decision must not hang); the URL's query overrides them.
+TIMEOUTS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+_FLOATS = {"socket_timeout", "socket_connect_timeout", "health_check_interval"}
+
+
+@dataclass
+class Target:
+    """A parsed storage URL."""
+
+    kind: str  # "single", "cluster" or "sentinel"
+    url: str  # for "single": the URL redis-py understands
+    nodes: list[tuple[str, int]] = field(default_factory=list)
+    service: str = ""
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    prefix: str = "quota"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _nodes(netloc: str, url: str) -> list[tuple[str, int]]:
+    hosts = netloc.rpartition("@")[2]
+    out = []
+    for part in hosts.split(","):
+        host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
+        try:
+            out.append((host.strip("[]") or "127.0.0.1", int(port) if port else 6379))
+        except ValueError:
+            raise ConfigError(f"bad host:port {part!r} in storage URL {url!r}") from None
+    return out
+
+
+def _options(query: str, url: str) -> tuple[str, dict[str, Any]]:
+    prefix = "quota"
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "prefix":
+            if not value or "{" in value or "}" in value:
+                raise ConfigError(f"bad key prefix {value!r} in storage URL {url!r}")
+            prefix = value
+        elif key in _FLOATS:
+            try:
+                options[key] = float(value)
+            except ValueError:
+                raise ConfigError(f"{key} must be a number in storage URL {url!r}") from None
+        else:
+            options[key] = value
+    return prefix, options
+
+
+def parse(url: str) -> Target:
+    """Split a storage URL into what a client needs; ConfigError names what is wrong."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower().replace("valkey", "redis")
+    prefix, options = _options(parts.query, url)
+    auth = parts.netloc.rpartition("@")[0]
+    user, _, password = auth.partition(":")
+    username, secret = (unquote(user) or None), (unquote(password) or None)
+    if scheme in ("redis", "rediss", "redis+unix"):
+        base = "unix" if scheme == "redis+unix" else scheme
+        query = urlencode({k: v for k, v in parse_qsl(parts.query) if k != "prefix"})
+        single = f"{base}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
+        return Target("single", single, prefix=prefix, options=TIMEOUTS | options)
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        return Target(
+            "cluster",
+            url,
+            nodes=_nodes(parts.netloc, url),
+            username=username,
+            password=secret,
+            tls=scheme.startswith("rediss"),
+            prefix=prefix,
+            options=TIMEOUTS | options,
+        )
+    if scheme == "redis+sentinel":
+        path = [p for p in parts.path.split("/") if p]
+        if not path:
+            raise ConfigError(f"sentinel URL {url!r} needs a service name: .../<service>[/db]")
+        try:
+            db = int(path[1]) if len(path) > 1 else 0
+        except ValueError:
+            raise ConfigError(f"bad database number in storage URL {url!r}") from None
+        return Target(
+            "sentinel",
+            url,
+            nodes=_nodes(parts.netloc, url),
+            service=path[0],
+            db=db,
+            username=username,
+            password=secret,
+            prefix=prefix,
+            options=TIMEOUTS | options,
+        )
+    raise ConfigError(f"not a Redis storage URL: {url!r}")
+
+
+def _build(target: Target, single: Any, cluster: Any, node: Any, sentinel: Any) -> Any:
+    opts = {"decode_responses": True, **target.options}
+    if target.kind == "single":
+        return single.from_url(target.url, **opts)
+    if target.kind == "cluster":
+        return cluster(
+            startup_nodes=[node(h, p) for h, p in target.nodes],
+            username=target.username,
+            password=target.password,
+            ssl=target.tls,
+            **opts,
+        )
+    watch = sentinel(target.nodes, sentinel_kwargs={"password": target.password}, **opts)
+    return watch.master_for(
+        target.service, db=target.db, username=target.username, password=target.password
+    )
+
+
+def sync_client(target: Target) -> Any:
+    """A blocking redis-py client (``decode_responses``) for ``target``."""
+    import redis
+    from redis.cluster import ClusterNode, RedisCluster
+    from redis.sentinel import Sentinel
+
+    return _build(target, redis.Redis, RedisCluster, ClusterNode, Sentinel)
+
+
+def async_client(target: Target) -> Any:
+    """An asyncio redis-py client for ``target``."""
+    import redis.asyncio as aredis
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis.asyncio.sentinel import Sentinel
+
+    return _build(target, aredis.Redis, RedisCluster, ClusterNode, Sentinel)

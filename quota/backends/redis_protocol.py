@@ -1,0 +1,168 @@
+"""The Redis engine's operations as generators of script calls, shared by sync and async.
+
+Each flow yields ``(keys, args)`` for one script call and receives its reply, so the same
+logic drives a blocking client and an asyncio one. On one server a decision is ONE call, even
+with ``global`` limits (a plain server runs a script over any keys). On Cluster, where a script
+sees one hash slot, a decision spanning the account's slot and the global slot runs the
+ordered reserve-then-release protocol: the account's call first, then the global one; when a
+later call denies, the earlier ones are undone (their states put back exactly when nothing
+touched them since, else released), so the caller still sees one all-or-nothing decision.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from typing import Any
+
+from ..algorithms import Charge, Outcome
+from ..keys import GLOBAL_SLOT
+from .base import Op, Verdict
+from .redis_codec import CODES, Arg, Group, Layout, outcomes, verdict
+
+Call = tuple[list[str], list[Arg]]
+Flow = Generator[Call, Any, Any]
+
+
+def _actual(actual: Mapping[str, int] | None) -> tuple[str, list[Arg]]:
+    """The script's spelling of a settlement: "release", or "settle" and meter/amount pairs."""
+    if actual is None:
+        return "release", []
+    return "settle", [x for pair in actual.items() for x in pair]
+
+
+class Protocol:
+    """Plans the script calls of every operation for one deployment shape."""
+
+    def __init__(self, layout: Layout, cluster: bool) -> None:
+        self.layout = layout
+        self.cluster = cluster
+
+    def groups(self, slot: str, ops: Sequence[Op]) -> list[Group]:
+        """The calls ``ops`` need, the account's slot (``slot``) first; on one server, one
+        call over the account's stores and the global ones."""
+        slots = list(dict.fromkeys([slot, *(op.slot for op in ops)]))
+        if not self.cluster:
+            home = slot if slot != GLOBAL_SLOT else next(iter(slots[1:]), GLOBAL_SLOT)
+            both = (home,) if home == GLOBAL_SLOT else (home, GLOBAL_SLOT)
+            if not set(slots) <= set(both):
+                raise ValueError(f"one decision spans unrelated slots: {slots}")
+            return [Group(both, tuple(ops))]
+        return [Group((s,), tuple(op for op in ops if op.slot == s)) for s in slots]
+
+    def _record(self, group: Group, slot: str, request_id: str | None) -> str | None:
+        if request_id is None:
+            return None
+        return self.layout.record(group.slots[0], slot, request_id)
+
+    def acquire(
+        self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
+    ) -> Flow:
+        planned = self.groups(slot, ops)
+        # No op (an unlimited plan) still records the reservation, in the account's slot.
+        groups = [g for g in planned if g.ops] or planned[:1]
+        if request_id is None and len(groups) > 1:
+            # A later slot may deny: the earlier ones need a record to be undone exactly.
+            request_id = f"~{uuid.uuid4().hex}"
+        ttl = ttl_ms if request_id is not None else 0
+        found: dict[tuple[str, str], Outcome] = {}
+        replays: list[tuple[str, Outcome]] = []
+        done: list[tuple[Group, str | None]] = []
+        for i, group in enumerate(groups):
+            record = self._record(group, slot, request_id)
+            linked = "1" if i + 1 < len(groups) else ""
+            reply = yield (
+                group.keys(self.layout, record),
+                ["acquire", now, ttl, linked, *group.args()],
+            )
+            v = verdict(reply)
+            pairs = list(zip(v.fields, v.outcomes, strict=True))
+            if v.replayed:  # the stored decision, whatever the ops are now
+                replays += pairs
+                continue
+            self._collect(found, group, pairs)
+            if not v.allowed:
+                for earlier, rec in done:
+                    back = yield earlier.keys(self.layout, rec), ["undo", now, *earlier.args()]
+                    self._collect(found, earlier, outcomes(back))
+                for later in groups[i + 1 :]:
+                    seen = yield later.keys(self.layout), ["peek", now, 1, *later.args()]
+                    self._collect(found, later, outcomes(seen))
+                ordered = tuple(found[(op.slot, op.field)] for op in ops)
+                return Verdict(False, ordered, tuple(op.field for op in ops))
+            done.append((group, record))
+        if replays:
+            return Verdict(
+                True, tuple(o for _, o in replays), tuple(f for f, _ in replays), replayed=True
+            )
+        ordered = tuple(found[(op.slot, op.field)] for op in ops)
+        return Verdict(True, ordered, tuple(op.field for op in ops))
+
+    @staticmethod
+    def _collect(
+        found: dict[tuple[str, str], Outcome],
+        group: Group,
+        pairs: Iterable[tuple[str, Outcome]],
+    ) -> None:
+        slot_of = {op.field: op.slot for op in group.ops}
+        for field, outcome in pairs:
+            found[(slot_of.get(field, group.slots[0]), field)] = outcome
+
+    def settle(
+        self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
+    ) -> Flow:
+        word, amounts = _actual(actual)
+        group = self.groups(slot, [])[0]
+        record = self.layout.record(slot, slot, request_id)
+        ok, linked = yield group.keys(self.layout, record), ["settle", now, word, *amounts]
+        if ok and linked and self.cluster:
+            other = Group((GLOBAL_SLOT,), ())
+            record = self.layout.record(GLOBAL_SLOT, slot, request_id)
+            yield other.keys(self.layout, record), ["settle", now, word, *amounts]
+        return bool(ok)
+
+    def settle_charges(
+        self, now: int, charges: Sequence[Charge], actual: Mapping[str, int] | None
+    ) -> Flow:
+        word, amounts = _actual(actual)
+        home = next((c.slot for c in charges if c.slot != GLOBAL_SLOT), GLOBAL_SLOT)
+        as_ops = [Op(c.slot, c.field, c.meter, c.algorithm, c.params, c.amount) for c in charges]
+        for group in self.groups(home, as_ops):
+            mine = [c for c in charges if c.slot in group.slots]
+            if not mine:
+                continue
+            args: list[Arg] = ["direct", now, word, len(mine)]
+            for c in mine:
+                params = ":".join(map(str, c.params))
+                store = group.store(Op(c.slot, c.field, c.meter, c.algorithm, c.params, 0))
+                args += (store, c.field, CODES[c.algorithm], params, c.anchor, c.amount, c.meter)
+            yield group.keys(self.layout), [*args, *amounts]
+        return None
+
+    def peek(self, now: int, ops: Sequence[Op]) -> Flow:
+        if not ops:
+            return []
+        found: dict[tuple[str, str], Outcome] = {}
+        home = next((op.slot for op in ops if op.slot != GLOBAL_SLOT), GLOBAL_SLOT)
+        for group in self.groups(home, ops):
+            if group.ops:
+                reply = yield group.keys(self.layout), ["peek", now, 0, *group.args()]
+                self._collect(found, group, outcomes(reply))
+        return [found[(op.slot, op.field)] for op in ops]
+
+    def reset(self, targets: Sequence[tuple[str, str]]) -> Flow:
+        by_slot: dict[str, list[str]] = {}
+        for slot, field in targets:
+            by_slot.setdefault(slot, []).append(field)
+        for slot, fields in by_slot.items():
+            group = Group((slot,), ())
+            args: list[Arg] = ["reset"]
+            for field in fields:  # a field lives in one of the slot's two stores
+                args += (1, field, 2, field)
+            yield group.keys(self.layout), args
+        return None
+
+    def top_up(self, now: int, op: Op, amount: int) -> Flow:
+        group = Group((op.slot,), (op,))
+        reply = yield group.keys(self.layout), ["top_up", now, amount, *group.args()]
+        return int(reply)
