@@ -18,6 +18,7 @@ from typing import Any
 from ..algorithms import Charge, Outcome, State
 from ..errors import BackendError, ConfigError
 from .base import Op, Verdict
+from .redis_batch import Batcher, evaluate
 from .redis_codec import Arg, Layout, decode_state, script, script_sha
 from .redis_connect import Target, async_client, parse, sync_client
 from .redis_protocol import Flow, Protocol
@@ -103,8 +104,6 @@ class RedisBackend(_Shared):
         return self.server_clock()
 
     def _time(self) -> Any:
-        if self.cluster:
-            return self.client.get_default_node().redis_connection.time()
         return self.client.time()
 
     def _eval(self, keys: list[str], args: list[Arg]) -> Any:
@@ -163,12 +162,24 @@ class RedisBackend(_Shared):
 
 
 class AsyncRedisBackend(_Shared):
-    """The Redis engine for asyncio (``redis.asyncio``)."""
+    """The Redis engine for asyncio (``redis.asyncio``). Concurrent calls are coalesced into
+    pipelines (``quota.backends.redis_batch``) unless ``batch=False`` (``?batch=0``)."""
+
+    def __init__(
+        self, client: Any, *, prefix: str = "quota", cluster: bool = False, batch: bool = True
+    ) -> None:
+        super().__init__(client, prefix=prefix, cluster=cluster)
+        self.batcher = Batcher(client) if batch else None
 
     @classmethod
     def from_url(cls, url: str) -> AsyncRedisBackend:
         target = parse(url)
-        return cls(async_client(target), prefix=target.prefix, cluster=target.kind == "cluster")
+        return cls(
+            async_client(target),
+            prefix=target.prefix,
+            cluster=target.kind == "cluster",
+            batch=target.batch,
+        )
 
     def clock(self) -> float:
         return self.server_clock()
@@ -177,10 +188,7 @@ class AsyncRedisBackend(_Shared):
         """Measure the server's clock now (otherwise done by the first operation)."""
         before = time.time()
         try:
-            if self.cluster:
-                reply = await self.client.get_default_node().execute_command("TIME")
-            else:
-                reply = await self.client.time()
+            reply = await self.client.time()
         except (RedisError, OSError):
             self.server_clock.failed()
         else:
@@ -189,15 +197,9 @@ class AsyncRedisBackend(_Shared):
     async def _eval(self, keys: list[str], args: list[Arg]) -> Any:
         if self.server_clock.stale:
             await self.connect()
-        try:
-            try:
-                return await self.client.execute_command(
-                    "EVALSHA", script_sha(), len(keys), *keys, *args
-                )
-            except NoScriptError:
-                return await self.client.execute_command("EVAL", script(), len(keys), *keys, *args)
-        except (RedisError, OSError) as exc:
-            raise self._error(exc) from exc
+        if self.batcher is not None:
+            return await self.batcher.call(keys, args)
+        return await evaluate(self.client, keys, args)
 
     async def _run(self, flow: Flow) -> Any:
         try:

@@ -3,8 +3,8 @@
 Schemes (``valkey`` spellings alike): ``redis://``, ``rediss://`` (TLS), ``redis+unix://``,
 ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``,
 ``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster`` for TLS).
-Query options go to redis-py (``socket_timeout=0.5``...), except ``prefix`` (key prefix,
-default ``quota``), which is ours.
+Query options go to redis-py (``socket_timeout=0.5``...), except ours: ``prefix`` (key prefix,
+default ``quota``) and ``batch`` (asyncio auto-batching, default true).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Target:
     password: str | None = None
     tls: bool = False
     prefix: str = "quota"
+    batch: bool = True  # asyncio: coalesce concurrent calls into pipelines
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -48,14 +49,23 @@ def _nodes(netloc: str, url: str) -> list[tuple[str, int]]:
     return out
 
 
-def _options(query: str, url: str) -> tuple[str, dict[str, Any]]:
-    prefix = "quota"
+#: Query options that are ours, not redis-py's.
+OURS = ("prefix", "batch")
+
+
+def _options(query: str, url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(our options, redis-py options) from a URL's query."""
+    ours: dict[str, Any] = {}
     options: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key == "prefix":
             if not value or "{" in value or "}" in value:
                 raise ConfigError(f"bad key prefix {value!r} in storage URL {url!r}")
-            prefix = value
+            ours["prefix"] = value
+        elif key == "batch":
+            if value.lower() not in ("0", "1", "true", "false", "yes", "no"):
+                raise ConfigError(f"batch must be true or false in storage URL {url!r}")
+            ours["batch"] = value.lower() in ("1", "true", "yes")
         elif key in _FLOATS:
             try:
                 options[key] = float(value)
@@ -63,22 +73,22 @@ def _options(query: str, url: str) -> tuple[str, dict[str, Any]]:
                 raise ConfigError(f"{key} must be a number in storage URL {url!r}") from None
         else:
             options[key] = value
-    return prefix, options
+    return ours, options
 
 
 def parse(url: str) -> Target:
     """Split a storage URL into what a client needs; ConfigError names what is wrong."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower().replace("valkey", "redis")
-    prefix, options = _options(parts.query, url)
+    ours, options = _options(parts.query, url)
     auth = parts.netloc.rpartition("@")[0]
     user, _, password = auth.partition(":")
     username, secret = (unquote(user) or None), (unquote(password) or None)
     if scheme in ("redis", "rediss", "redis+unix"):
         base = "unix" if scheme == "redis+unix" else scheme
-        query = urlencode({k: v for k, v in parse_qsl(parts.query) if k != "prefix"})
+        query = urlencode({k: v for k, v in parse_qsl(parts.query) if k not in OURS})
         single = f"{base}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
-        return Target("single", single, prefix=prefix, options=TIMEOUTS | options)
+        return Target("single", single, options=TIMEOUTS | options, **ours)
     if scheme in ("redis+cluster", "rediss+cluster"):
         return Target(
             "cluster",
@@ -87,8 +97,8 @@ def parse(url: str) -> Target:
             username=username,
             password=secret,
             tls=scheme.startswith("rediss"),
-            prefix=prefix,
             options=TIMEOUTS | options,
+            **ours,
         )
     if scheme == "redis+sentinel":
         path = [p for p in parts.path.split("/") if p]
@@ -106,16 +116,22 @@ def parse(url: str) -> Target:
             db=db,
             username=username,
             password=secret,
-            prefix=prefix,
             options=TIMEOUTS | options,
+            **ours,
         )
     raise ConfigError(f"not a Redis storage URL: {url!r}")
 
 
-def _build(target: Target, single: Any, cluster: Any, node: Any, sentinel: Any) -> Any:
+def _build(
+    target: Target, single: Any, cluster: Any, node: Any, sentinel: Any, pool: Any = None
+) -> Any:
     opts = {"decode_responses": True, **target.options}
     if target.kind == "single":
-        return single.from_url(target.url, **opts)
+        if pool is None:
+            return single.from_url(target.url, **opts)
+        opts.setdefault("max_connections", 64)
+        opts.setdefault("timeout", opts.get("socket_timeout"))
+        return single(connection_pool=pool.from_url(target.url, **opts))
     if target.kind == "cluster":
         return cluster(
             startup_nodes=[node(h, p) for h, p in target.nodes],
@@ -145,4 +161,6 @@ def async_client(target: Target) -> Any:
     from redis.asyncio.cluster import ClusterNode, RedisCluster
     from redis.asyncio.sentinel import Sentinel
 
-    return _build(target, aredis.Redis, RedisCluster, ClusterNode, Sentinel)
+    # Callers beyond the pool's connections wait for one (the default pool would fail them).
+    pool = aredis.BlockingConnectionPool
+    return _build(target, aredis.Redis, RedisCluster, ClusterNode, Sentinel, pool)

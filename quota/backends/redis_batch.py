@@ -1,0 +1,113 @@
+"""Auto-batching for the asyncio Redis engine: concurrent script calls become one pipeline.
+
+Calls made during one turn of the event loop are queued and sent together as one pipeline
+(``transaction=False``: each call is its own atomic script, the pipeline only saves round trips
+and system calls). While a pipeline is in flight the next calls gather into the next one, so a
+loop with many requests in flight sends few network writes. A lone call goes out alone.
+
+NOSCRIPT inside a pipeline is answered per call: the calls that got it are sent again with the
+script's text (EVAL loads it on that node). On Cluster, redis-py's pipeline refuses its
+``evalsha()`` helper, but routes ``execute_command("EVALSHA", ...)`` by key slot like any command:
+that is what is used, for both kinds of client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.exceptions import NoScriptError, RedisError
+
+from ..errors import BackendError
+from .redis_codec import Arg, script, script_sha
+
+Call = tuple[list[str], list[Arg], "asyncio.Future[Any]"]
+
+
+def _error(exc: BaseException) -> BackendError:
+    return BackendError(f"redis: {type(exc).__name__}: {exc}")
+
+
+async def evaluate(client: Any, keys: list[str], args: list[Arg]) -> Any:
+    """One script call by SHA, reloading the script on NOSCRIPT; BackendError on failure."""
+    try:
+        try:
+            return await client.execute_command("EVALSHA", script_sha(), len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.execute_command("EVAL", script(), len(keys), *keys, *args)
+    except (RedisError, OSError) as exc:
+        raise _error(exc) from exc
+
+
+class Batcher:
+    """Queues script calls and flushes them as pipelines, one per event-loop turn."""
+
+    def __init__(self, client: Any, max_batch: int = 256) -> None:
+        self.client = client
+        self.max_batch = max_batch
+        self.queue: list[Call] = []
+        self.scheduled = False
+        self.pipelines = 0  # pipelines sent (introspection for tests and benchmarks)
+        self.calls = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def call(self, keys: list[str], args: list[Arg]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.queue.append((keys, args, future))
+        if not self.scheduled:
+            self.scheduled = True
+            loop.call_soon(self._start)
+        return await future
+
+    def _start(self) -> None:
+        self.scheduled = False
+        while self.queue:
+            batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
+            task = asyncio.ensure_future(self._flush(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, batch: list[Call]) -> None:
+        self.calls += len(batch)
+        if len(batch) == 1:
+            keys, args, future = batch[0]
+            try:
+                result = await evaluate(self.client, keys, args)
+            except BackendError as exc:
+                _settle(future, exc)
+            else:
+                _settle(future, result)
+            return
+        try:
+            results = await self._pipeline(batch, script_sha())
+            again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if again:
+                retried = await self._pipeline([batch[i] for i in again], None)
+                for i, r in zip(again, retried, strict=True):
+                    results[i] = r
+        except (RedisError, OSError) as exc:
+            for *_, future in batch:
+                _settle(future, _error(exc))
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            _settle(future, _error(result) if isinstance(result, BaseException) else result)
+
+    async def _pipeline(self, batch: list[Call], sha: str | None) -> list[Any]:
+        self.pipelines += 1
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args, _ in batch:
+            if sha is None:
+                pipe.execute_command("EVAL", script(), len(keys), *keys, *args)
+            else:
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    if future.done():  # the caller was cancelled: nobody waits for this answer
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -1,0 +1,110 @@
+"""Auto-batching of the asyncio Redis engine, on a real server and a real Cluster.
+
+Concurrent decisions of one event loop go out as pipelines: exact all the same (each call is
+its own atomic script), fewer round trips, and NOSCRIPT inside a pipeline reloads and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+import redis
+from conftest import FakeClock
+
+import quota
+from quota.backends.redis import AsyncRedisBackend
+
+CATALOG = quota.Catalog.load(
+    {
+        "meters": {"names": ["requests", "tokens"]},
+        "plans": {
+            "p": {
+                "limits": [
+                    {"name": "rpm", "meter": "requests", "rate": "50/minute"},
+                    {"name": "tpd", "meter": "tokens", "algorithm": "calendar", "rate": "9000/day"},
+                ]
+            }
+        },
+    }
+)
+_names = itertools.count()
+
+
+def _url(request: pytest.FixtureRequest, engine: str, *query: str) -> str:
+    q = "&".join([f"prefix=b{next(_names)}", *query])
+    if engine == "redis":
+        return f"redis://127.0.0.1:{request.getfixturevalue('redis_port')}/0?{q}"
+    ports = request.getfixturevalue("redis_cluster_ports")
+    return f"redis+cluster://127.0.0.1:{ports[0]}?{q}"
+
+
+def _flush_scripts(request: pytest.FixtureRequest, engine: str) -> None:
+    if engine == "redis":
+        ports = [request.getfixturevalue("redis_port")]
+    else:
+        ports = request.getfixturevalue("redis_cluster_ports")
+    for port in ports:
+        with redis.Redis(port=port) as client:
+            client.script_flush()
+
+
+async def _hammer(lim: quota.AsyncLimiter, accounts: int, each: int) -> list[quota.Decision]:
+    who = [quota.Principal(account=f"acct-{i}", plan="p") for i in range(accounts)]
+    calls = [lim.acquire(w, {"requests": 1, "tokens": 100}) for w in who for _ in range(each)]
+    return list(await asyncio.gather(*calls))
+
+
+@pytest.mark.parametrize("engine", ["redis", "cluster"])
+def test_concurrent_decisions_share_pipelines_and_stay_exact(
+    request: pytest.FixtureRequest, engine: str
+) -> None:
+    async def run() -> tuple[list[quota.Decision], Any]:
+        clock = FakeClock()
+        async with quota.AsyncLimiter(CATALOG, _url(request, engine), clock=clock) as lim:
+            backend = lim.backend
+            assert isinstance(backend, AsyncRedisBackend) and backend.batcher is not None
+            decisions = await _hammer(lim, accounts=8, each=64)
+            return decisions, backend.batcher
+
+    decisions, batcher = asyncio.run(run())
+    per_account = [decisions[i * 64 : (i + 1) * 64] for i in range(8)]
+    assert [sum(d.allowed for d in ds) for ds in per_account] == [50] * 8
+    assert all(d.denied_by == "rpm" for ds in per_account for d in ds[50:])
+    assert batcher.calls == 512
+    assert batcher.pipelines <= 512 // 8  # many calls per round trip
+
+
+@pytest.mark.parametrize("engine", ["redis", "cluster"])
+def test_noscript_inside_a_pipeline_reloads_and_retries(
+    request: pytest.FixtureRequest, engine: str
+) -> None:
+    async def run() -> list[int]:
+        clock = FakeClock()
+        admitted = []
+        async with quota.AsyncLimiter(CATALOG, _url(request, engine), clock=clock) as lim:
+            for _ in range(3):
+                _flush_scripts(request, engine)
+                decisions = await _hammer(lim, accounts=4, each=5)
+                admitted.append(sum(d.allowed for d in decisions))
+        return admitted
+
+    assert asyncio.run(run()) == [20, 20, 20]
+
+
+def test_batching_can_be_turned_off(request: pytest.FixtureRequest) -> None:
+    async def run() -> int:
+        async with quota.AsyncLimiter(
+            CATALOG, _url(request, "redis", "batch=0"), clock=FakeClock()
+        ) as lim:
+            assert isinstance(lim.backend, AsyncRedisBackend) and lim.backend.batcher is None
+            return sum(d.allowed for d in await _hammer(lim, accounts=2, each=60))
+
+    assert asyncio.run(run()) == 100
+
+
+def test_a_bad_batch_option_is_a_config_error() -> None:
+    with pytest.raises(quota.ConfigError, match="batch must be true or false"):
+        quota.AsyncLimiter(CATALOG, "redis://127.0.0.1:1/0?batch=maybe")
