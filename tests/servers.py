@@ -20,6 +20,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_for(
+    proc: subprocess.Popen[bytes], port: int, ask: bytes, expect: bytes, what: str
+) -> None:
+    """Wait until the child answers ``ask`` on ``port`` with a reply containing ``expect``."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                conn.sendall(ask)
+                if expect in conn.recv(256):
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start on port {port}")
+        time.sleep(0.02)  # waiting for a child process, not moving test time
+
+
 @contextmanager
 def redis_server(*args: str, port: int | None = None) -> Iterator[int]:
     """Run ``redis-server`` on a free loopback port with no persistence; yield the port."""
@@ -44,18 +62,7 @@ def redis_server(*args: str, port: int | None = None) -> Iterator[int]:
         ]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                        conn.sendall(b"PING\r\n")
-                        if conn.recv(16).startswith(b"+PONG"):
-                            break
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on port {port}")
-                time.sleep(0.02)  # waiting for a child process, not moving test time
+            _wait_for(proc, port, b"PING\r\n", b"+PONG", "redis-server")
             yield port
         finally:
             proc.terminate()
@@ -103,3 +110,32 @@ def redis_cluster(masters: int = 3, replicas: int = 0) -> Iterator[list[int]]:
                 raise RuntimeError("the test cluster did not reach cluster_state:ok")
             time.sleep(0.05)  # waiting for the servers to agree, not moving test time
         yield ports
+
+
+@contextmanager
+def redis_sentinel(master_port: int, service: str = "mymaster") -> Iterator[int]:
+    """Run one ``redis-server --sentinel`` watching the master on ``master_port`` (quorum 1)
+    on a free loopback port; yield its port once it names the master of ``service``."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not on PATH: install it (apt-get install redis-server)")
+    with tempfile.TemporaryDirectory(prefix="quota-sentinel-") as workdir:
+        port = free_port()
+        conf = f"{workdir}/sentinel.conf"
+        with open(conf, "w") as f:  # sentinel rewrites its file: it must be writable
+            f.write(
+                f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
+                f"sentinel monitor {service} 127.0.0.1 {master_port} 1\n"
+                f"sentinel down-after-milliseconds {service} 5000\n"
+            )
+        proc = subprocess.Popen(
+            [binary, conf, "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        ask = f"*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n${len(service)}\r\n"
+        ask += f"{service}\r\n"
+        try:
+            _wait_for(proc, port, ask.encode(), str(master_port).encode(), "redis sentinel")
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -12,23 +12,16 @@ every gateway host agrees on one time.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..algorithms import Charge, Outcome, State
 from ..errors import BackendError, ConfigError
 from .base import Op, Verdict
-from .redis_batch import Batcher, evaluate
+from .redis_batch import ERRORS, Batcher, NoScriptError, evaluate
 from .redis_codec import Arg, Layout, decode_state, script, script_sha
-from .redis_connect import Target, async_client, parse, sync_client
+from .redis_connect import async_client, parse, sync_client
 from .redis_protocol import Flow, Protocol
-
-try:
-    from redis.exceptions import NoScriptError, RedisError
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ConfigError(
-        "the Redis engine needs redis-py: install the extra with pip install 'quota[redis]'"
-    ) from exc
 
 
 class ServerClock:
@@ -63,16 +56,35 @@ class ServerClock:
 class _Shared:
     """Construction and introspection common to both flavours."""
 
-    def __init__(self, client: Any, *, prefix: str = "quota", cluster: bool = False) -> None:
-        self.client = client
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        prefix: str = "quota",
+        cluster: bool = False,
+        factory: Callable[[], Any] | None = None,
+    ) -> None:
+        if client is None and factory is None:
+            raise ConfigError("a Redis engine needs a client or a factory of one")
+        self._client = client
+        self._factory = factory
         self.cluster = cluster
         self.layout = Layout(prefix)
         self.protocol = Protocol(self.layout, cluster)
         self.server_clock = ServerClock()
 
-    @staticmethod
-    def _target(url: str) -> Target:
-        return parse(url)
+    @property
+    def client(self) -> Any:
+        """The redis-py client, made at first use (a Cluster client connects when made: a
+        server down at start-up must be a BackendError of the first call, not of the
+        constructor)."""
+        if self._client is None:
+            assert self._factory is not None
+            try:
+                self._client = self._factory()
+            except ERRORS as exc:
+                raise self._error(exc) from exc
+        return self._client
 
     @staticmethod
     def _error(exc: Exception) -> BackendError:
@@ -90,14 +102,18 @@ class RedisBackend(_Shared):
     @classmethod
     def from_url(cls, url: str) -> RedisBackend:
         target = parse(url)
-        return cls(sync_client(target), prefix=target.prefix, cluster=target.kind == "cluster")
+        return cls(
+            prefix=target.prefix,
+            cluster=target.kind == "cluster",
+            factory=lambda: sync_client(target),
+        )
 
     def clock(self) -> float:
         if self.server_clock.stale:
             before = time.time()
             try:
                 reply = self._time()
-            except (RedisError, OSError):
+            except (*ERRORS, BackendError):
                 self.server_clock.failed()
             else:
                 self.server_clock.update(before, reply, time.time())
@@ -112,7 +128,7 @@ class RedisBackend(_Shared):
                 return self.client.execute_command("EVALSHA", script_sha(), len(keys), *keys, *args)
             except NoScriptError:
                 return self.client.execute_command("EVAL", script(), len(keys), *keys, *args)
-        except (RedisError, OSError) as exc:
+        except ERRORS as exc:
             raise self._error(exc) from exc
 
     def _run(self, flow: Flow) -> Any:
@@ -150,7 +166,8 @@ class RedisBackend(_Shared):
         return int(self._run(self.protocol.top_up(now, op, amount)))
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def dump(self, algorithms: Mapping[str, str]) -> dict[tuple[str, str], State]:
         """Every stored state, decoded (tests): ``algorithms`` maps limit name -> algorithm."""
@@ -166,18 +183,31 @@ class AsyncRedisBackend(_Shared):
     pipelines (``quota.backends.redis_batch``) unless ``batch=False`` (``?batch=0``)."""
 
     def __init__(
-        self, client: Any, *, prefix: str = "quota", cluster: bool = False, batch: bool = True
+        self,
+        client: Any = None,
+        *,
+        prefix: str = "quota",
+        cluster: bool = False,
+        factory: Callable[[], Any] | None = None,
+        batch: bool = True,
     ) -> None:
-        super().__init__(client, prefix=prefix, cluster=cluster)
-        self.batcher = Batcher(client) if batch else None
+        super().__init__(client, prefix=prefix, cluster=cluster, factory=factory)
+        self.batch = batch
+        self._batcher: Batcher | None = None
+
+    @property
+    def batcher(self) -> Batcher | None:
+        if self._batcher is None and self.batch:
+            self._batcher = Batcher(self.client)
+        return self._batcher
 
     @classmethod
     def from_url(cls, url: str) -> AsyncRedisBackend:
         target = parse(url)
         return cls(
-            async_client(target),
             prefix=target.prefix,
             cluster=target.kind == "cluster",
+            factory=lambda: async_client(target),
             batch=target.batch,
         )
 
@@ -189,7 +219,7 @@ class AsyncRedisBackend(_Shared):
         before = time.time()
         try:
             reply = await self.client.time()
-        except (RedisError, OSError):
+        except (*ERRORS, BackendError):
             self.server_clock.failed()
         else:
             self.server_clock.update(before, reply, time.time())
@@ -238,7 +268,8 @@ class AsyncRedisBackend(_Shared):
         return int(await self._run(self.protocol.top_up(now, op, amount)))
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def dump(self, algorithms: Mapping[str, str]) -> dict[tuple[str, str], State]:
         """Every stored state, decoded (tests): ``algorithms`` maps limit name -> algorithm."""

@@ -16,12 +16,24 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError
+from ..errors import BackendError, ConfigError
 
-from ..errors import BackendError
+try:
+    from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ConfigError(
+        "the Redis engine needs redis-py: install the extra with pip install 'quota[redis]'"
+    ) from exc
 from .redis_codec import Arg, script, script_sha
 
 Call = tuple[list[str], list[Arg], "asyncio.Future[Any]"]
+
+#: What a failing server raises through redis-py (a Cluster that cannot be reached raises
+#: RedisClusterException, which is not a RedisError).
+ERRORS = (RedisError, RedisClusterException, OSError)
+
+
+__all__ = ["ERRORS", "Batcher", "NoScriptError", "evaluate"]
 
 
 def _error(exc: BaseException) -> BackendError:
@@ -35,7 +47,7 @@ async def evaluate(client: Any, keys: list[str], args: list[Arg]) -> Any:
             return await client.execute_command("EVALSHA", script_sha(), len(keys), *keys, *args)
         except NoScriptError:
             return await client.execute_command("EVAL", script(), len(keys), *keys, *args)
-    except (RedisError, OSError) as exc:
+    except ERRORS as exc:
         raise _error(exc) from exc
 
 
@@ -86,7 +98,7 @@ class Batcher:
                 retried = await self._pipeline([batch[i] for i in again], None)
                 for i, r in zip(again, retried, strict=True):
                     results[i] = r
-        except (RedisError, OSError) as exc:
+        except ERRORS as exc:
             for *_, future in batch:
                 _settle(future, _error(exc))
             return

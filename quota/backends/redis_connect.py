@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import ConfigError
 
 #: Defaults a limiter needs (a decision must not hang); the URL's query overrides them.
 TIMEOUTS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
-_FLOATS = {"socket_timeout", "socket_connect_timeout", "health_check_interval"}
 
 
 @dataclass
@@ -49,12 +48,33 @@ def _nodes(netloc: str, url: str) -> list[tuple[str, int]]:
     return out
 
 
-#: Query options that are ours, not redis-py's.
-OURS = ("prefix", "batch")
+def _flag(text: str) -> bool:
+    if text.lower() not in ("0", "1", "true", "false", "yes", "no"):
+        raise ValueError(text)
+    return text.lower() in ("1", "true", "yes")
+
+
+#: Query options passed on to redis-py, with their types; anything else is refused by name.
+OPTIONS: dict[str, Any] = {
+    "socket_timeout": float,
+    "socket_connect_timeout": float,
+    "socket_keepalive": _flag,
+    "retry_on_timeout": _flag,
+    "health_check_interval": float,
+    "max_connections": int,
+    "client_name": str,
+    "protocol": int,
+    "db": int,
+    "ssl_cert_reqs": str,
+    "ssl_ca_certs": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "ssl_check_hostname": _flag,
+}
 
 
 def _options(query: str, url: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(our options, redis-py options) from a URL's query."""
+    """(our options: ``prefix``, ``batch``; redis-py's) from a URL's query."""
     ours: dict[str, Any] = {}
     options: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
@@ -62,18 +82,26 @@ def _options(query: str, url: str) -> tuple[dict[str, Any], dict[str, Any]]:
             if not value or "{" in value or "}" in value:
                 raise ConfigError(f"bad key prefix {value!r} in storage URL {url!r}")
             ours["prefix"] = value
-        elif key == "batch":
-            if value.lower() not in ("0", "1", "true", "false", "yes", "no"):
-                raise ConfigError(f"batch must be true or false in storage URL {url!r}")
-            ours["batch"] = value.lower() in ("1", "true", "yes")
-        elif key in _FLOATS:
-            try:
-                options[key] = float(value)
-            except ValueError:
-                raise ConfigError(f"{key} must be a number in storage URL {url!r}") from None
-        else:
-            options[key] = value
+            continue
+        kind = _flag if key == "batch" else OPTIONS.get(key)
+        if kind is None:
+            known = ", ".join(["prefix", "batch", *OPTIONS])
+            raise ConfigError(f"unknown option {key!r} in storage URL {url!r}; known: {known}")
+        try:
+            (ours if key == "batch" else options)[key] = kind(value)
+        except ValueError:
+            raise ConfigError(f"bad value {value!r} for {key} in storage URL {url!r}") from None
     return ours, options
+
+
+def _db(path: str, url: str) -> dict[str, int]:
+    """The database number of a ``redis://host/<db>`` path."""
+    name = path.strip("/")
+    if not name:
+        return {}
+    if not name.isdigit():
+        raise ConfigError(f"bad database number {name!r} in storage URL {url!r}")
+    return {"db": int(name)}
 
 
 def parse(url: str) -> Target:
@@ -84,19 +112,32 @@ def parse(url: str) -> Target:
     auth = parts.netloc.rpartition("@")[0]
     user, _, password = auth.partition(":")
     username, secret = (unquote(user) or None), (unquote(password) or None)
-    if scheme in ("redis", "rediss", "redis+unix"):
-        base = "unix" if scheme == "redis+unix" else scheme
-        query = urlencode({k: v for k, v in parse_qsl(parts.query) if k not in OURS})
-        single = f"{base}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
+    tls = scheme.startswith("rediss")
+    if not tls and any(k.startswith("ssl_") for k in options):
+        raise ConfigError(f"ssl_* options need a TLS scheme (rediss://...): {url!r}")
+    if scheme in ("redis", "rediss"):
+        try:
+            parts.port  # noqa: B018 -- validates it
+        except ValueError:
+            raise ConfigError(f"bad port in storage URL {url!r}") from None
+        options.update(_db(parts.path, url))
+        single = f"{scheme}://{parts.netloc}"
         return Target("single", single, options=TIMEOUTS | options, **ours)
+    if scheme == "redis+unix":
+        return Target(
+            "single", f"unix://{parts.netloc}{parts.path}", options=TIMEOUTS | options, **ours
+        )
     if scheme in ("redis+cluster", "rediss+cluster"):
+        if options.get("db", 0) != 0 or _db(parts.path, url).get("db", 0) != 0:
+            raise ConfigError(f"Redis Cluster has only database 0: {url!r}")
+        options.pop("db", None)
         return Target(
             "cluster",
             url,
             nodes=_nodes(parts.netloc, url),
             username=username,
             password=secret,
-            tls=scheme.startswith("rediss"),
+            tls=tls,
             options=TIMEOUTS | options,
             **ours,
         )
@@ -104,10 +145,7 @@ def parse(url: str) -> Target:
         path = [p for p in parts.path.split("/") if p]
         if not path:
             raise ConfigError(f"sentinel URL {url!r} needs a service name: .../<service>[/db]")
-        try:
-            db = int(path[1]) if len(path) > 1 else 0
-        except ValueError:
-            raise ConfigError(f"bad database number in storage URL {url!r}") from None
+        db = options.pop("db", _db(path[1] if len(path) > 1 else "", url).get("db", 0))
         return Target(
             "sentinel",
             url,
@@ -131,6 +169,13 @@ def _build(
             return single.from_url(target.url, **opts)
         opts.setdefault("max_connections", 64)
         opts.setdefault("timeout", opts.get("socket_timeout"))
+        try:  # redis-py >= 7: without this its asyncio pool keeps a dead connection after a
+            # server restart, and the first call after it fails
+            from redis.maint_notifications import MaintNotificationsConfig
+
+            opts["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+        except ImportError:  # pragma: no cover - older redis-py
+            pass
         return single(connection_pool=pool.from_url(target.url, **opts))
     if target.kind == "cluster":
         return cluster(
