@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .asgi import QuotaMiddleware
 from .catalog import Catalog, HeaderConfig, Plan, Principal
 from .decision import Decision, LimitState
 from .errors import (
@@ -32,6 +33,7 @@ __all__ = [
     "Plan",
     "Principal",
     "QuotaError",
+    "QuotaMiddleware",
     "UnknownPlanError",
     "__version__",
 ]

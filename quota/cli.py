@@ -1,6 +1,7 @@
-"""The ``quota`` command: ``demo``, ``plans`` and ``check``.
+"""The ``quota`` command: ``demo``, ``plans``, ``check`` and ``serve``.
 
-Standard library only (argparse), so the core install runs it. Errors that quota raises on
+Standard library only (argparse), so the core install runs it (``serve`` needs the
+``server`` extra: uvicorn). Errors that quota raises on
 purpose print as ``quota: error: <message>`` and exit 1; usage errors exit 2.
 """
 
@@ -157,10 +158,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .asgi.serve import run
+
+    return run(args.catalog, args.backend, args.keys, args.host, args.port)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "plans": cmd_plans,
     "check": cmd_check,
+    "serve": cmd_serve,
 }
 
 
@@ -185,7 +193,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check", help="validate plan files")
     check.add_argument("files", nargs="+", metavar="FILE", help="plan files to validate")
+    serve = sub.add_parser(
+        "serve",
+        help="run a demo gateway: the middleware around a stand-in LLM upstream (needs uvicorn)",
+    )
+    serve.add_argument(
+        "--catalog", default="zylo", metavar="NAME_OR_FILE", help="catalog (default zylo)"
+    )
+    serve.add_argument(
+        "--backend", default="memory://", metavar="URL", help="storage URL (default memory://)"
+    )
+    serve.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="TOML/JSON table of API key -> {account, plan, cycle_start}; default: demo keys",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected 0 to 65535")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -187,7 +187,7 @@ class AsyncMemoryBackend:
     """The in-memory engine behind coroutines: operations never block, so they run inline."""
 
     def __init__(self, engine: MemoryBackend | None = None) -> None:
-        self.engine = engine or MemoryBackend()
+        self.engine = engine if engine is not None else MemoryBackend()
 
     @classmethod
     def from_url(cls, url: str) -> AsyncMemoryBackend:

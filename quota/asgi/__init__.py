@@ -1,0 +1,19 @@
+"""ASGI integration: ``QuotaMiddleware`` and the ``openai`` profile (standard library only)."""
+
+from __future__ import annotations
+
+from .identity import KeyCache, extract_key
+from .middleware import QuotaInfo, QuotaMiddleware
+from .profile import Call, OpenAIProfile, estimate_prompt_tokens
+from .usage import UsageReader
+
+__all__ = [
+    "Call",
+    "KeyCache",
+    "OpenAIProfile",
+    "QuotaInfo",
+    "QuotaMiddleware",
+    "UsageReader",
+    "estimate_prompt_tokens",
+    "extract_key",
+]

@@ -1,0 +1,224 @@
+"""``QuotaMiddleware``: the catalog enforced on an ASGI app's HTTP traffic, streams included.
+
+Per request: identify the key, resolve the principal (cached), classify and price the request
+with the profile, one ``acquire``; a denial is answered here (401/402/403/413/415/429/400/503
+in the OpenAI error shape), an admission goes to the app with the body replayed unchanged. The
+wrapped ``send`` adds the rate-limit headers to ``http.response.start``, reads ``usage`` from
+the body as it passes, and settles (or releases) before the final body message goes out (on
+SSE, before the usage or ``[DONE]`` chunk), so a client's next request already sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..backends.memory import MemoryBackend
+from ..catalog import Principal
+from ..decision import Decision
+from ..errors import QuotaError
+from ..limiter import AsyncLimiter, Limiter
+from .body import DEFAULT_MAX_BODY, ClientGone, check_json_type, content_length, read_body, replay
+from .identity import KeyCache, Resolver, extract_key, unknown_key
+from .profile import BODY_KINDS, Call, OpenAIProfile
+from .responses import ApiError, bad_request, send_error, send_json, unavailable
+from .settle import Settlement
+from .types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("quota.asgi")
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaInfo:
+    """What the middleware decided, for the app: ``scope["quota"]``."""
+
+    principal: Principal
+    call: Call
+    decision: Decision | None
+
+
+class QuotaMiddleware:
+    """Enforce ``limiter``'s catalog on ``app`` (pure ASGI: any server, Starlette, FastAPI).
+
+    ``limiter``: a ``quota.AsyncLimiter`` (preferred) or a ``quota.Limiter``; a sync limiter is
+    called inline on the memory engine and through ``asyncio.to_thread`` on any other
+    (``offload`` overrides). ``resolve(key)``: sync or async, returns a ``Principal`` or None;
+    cached ``key_ttl`` seconds (unknown keys ``negative_key_ttl``) on ``key_clock`` (default
+    ``time.monotonic``). ``public_paths``: exact
+    paths that pass without a key and uncharged (health checks). ``OPTIONS`` requests (CORS
+    preflight) and non-HTTP scopes (lifespan, websocket) pass through untouched.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: AsyncLimiter | Limiter,
+        resolve: Resolver,
+        profile: Literal["openai"] | OpenAIProfile = "openai",
+        max_body: int = DEFAULT_MAX_BODY,
+        key_ttl: float = 60.0,
+        negative_key_ttl: float = 5.0,
+        key_cache_size: int = 10_000,
+        public_paths: Iterable[str] = (),
+        offload: bool | None = None,
+        key_clock: Callable[[], float] | None = None,
+    ) -> None:
+        if isinstance(profile, str):
+            if profile != "openai":
+                raise ValueError(f"unknown profile {profile!r}; known: 'openai'")
+            profile = OpenAIProfile()
+        if max_body < 0:
+            raise ValueError(f"max_body must not be negative, got {max_body}")
+        self.app = app
+        self.limiter = limiter
+        self.catalog = limiter.catalog
+        self.classifier = profile.bind(self.catalog)
+        self.max_body = max_body
+        extra: dict[str, Any] = {} if key_clock is None else {"clock": key_clock}
+        self.keys = KeyCache(
+            resolve, ttl=key_ttl, negative_ttl=negative_key_ttl, max_size=key_cache_size, **extra
+        )
+        self.public_paths = frozenset(public_paths)
+        if offload is None:
+            offload = isinstance(limiter, Limiter) and not isinstance(
+                limiter.backend, MemoryBackend
+            )
+        self.offload = offload
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        path = _path(scope)
+        if path in self.public_paths:
+            await self.app(scope, receive, send)
+            return
+        try:
+            who, call, receive = await self._admit(scope, receive, path)
+        except ApiError as error:
+            await send_error(send, error)
+            return
+        except ClientGone:
+            return
+        if call.kind == "free" or not call.cost:
+            await self._free(scope, receive, send, who, call)
+            return
+        try:
+            decision = await self._run(
+                self.limiter.acquire, who, call.cost, model=call.model, features=call.features
+            )
+        except QuotaError:
+            log.exception("quota: acquire failed for account %r", who.account)
+            await send_error(
+                send, unavailable("the quota service is unavailable", "quota_unavailable")
+            )
+            return
+        if not decision.allowed:
+            headers = decision.headers()
+            if not decision.states:  # an entitlement denial: show the account's state anyway
+                headers = {**await self._peek_headers(who), **headers}
+            await send_json(send, decision.status, decision.error_body(), headers)
+            return
+        scope = {**scope, "quota": QuotaInfo(who, call, decision)}
+        settlement = Settlement(self, who, call, decision)
+        try:
+            await self.app(scope, settlement.wrap_receive(receive), settlement.wrap_send(send))
+        except BaseException:
+            await settlement.failed()
+            raise
+        await settlement.done()
+
+    async def _admit(
+        self, scope: Scope, receive: Receive, path: str
+    ) -> tuple[Principal, Call, Receive]:
+        """Key, principal and call of a request; ApiError for anything it must refuse."""
+        headers = scope.get("headers") or []
+        key = extract_key(headers)
+        try:
+            who = await self.keys.lookup(key)
+        except Exception:
+            log.exception("quota: the key resolver failed")
+            raise unavailable("cannot check the API key right now", "auth_unavailable") from None
+        if who is None:
+            raise unknown_key()
+        if who.plan not in self.catalog.plans:
+            log.error(
+                "quota: account %r is on plan %r, unknown to the catalog", who.account, who.plan
+            )
+            raise unavailable("this account's plan is not configured", "plan_unavailable")
+        kind = self.classifier.route(scope["method"], path)
+        if kind not in BODY_KINDS:
+            return who, self.classifier.bodiless(kind), receive
+        check_json_type(headers)
+        body = await read_body(receive, self.max_body, content_length(headers))
+        if not body.strip():
+            raise bad_request("the request body must be a JSON object", "invalid_request_body")
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise bad_request(
+                f"the request body is not valid JSON: {exc}"[:200], "invalid_json"
+            ) from None
+        return who, self.classifier.classify(kind, parsed), replay(body, receive)
+
+    async def _peek_headers(self, who: Principal) -> dict[str, str]:
+        """The account's current state as response headers (charges nothing)."""
+        try:
+            states = await self._run(self.limiter.peek, who)
+        except QuotaError:
+            log.exception("quota: peek failed for account %r", who.account)
+            return {}
+        return Decision(
+            allowed=True,
+            status=200,
+            principal=who,
+            now=self.limiter.clock(),
+            states=tuple(states),
+            header_config=self.catalog.headers,
+        ).headers()
+
+    async def _free(
+        self, scope: Scope, receive: Receive, send: Send, who: Principal, call: Call
+    ) -> None:
+        """An uncharged request: the app answers, with the account's current state as headers."""
+        headers = await self._peek_headers(who)
+        scope = {**scope, "quota": QuotaInfo(who, call, None)}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = with_headers(message, headers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _run(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call a limiter method: awaited (async), inline or in a thread (sync)."""
+        if isinstance(self.limiter, AsyncLimiter):
+            return await method(*args, **kwargs)
+        if self.offload:
+            import asyncio  # only here: importing asyncio costs the core import ~20 ms
+
+            return await asyncio.to_thread(method, *args, **kwargs)
+        return method(*args, **kwargs)
+
+
+def with_headers(message: Message, headers: dict[str, str]) -> Message:
+    """``http.response.start`` with ``headers`` set (replacing the app's of the same names)."""
+    if not headers:
+        return message
+    names = {name.lower().encode("latin-1") for name in headers}
+    raw = [(k, v) for k, v in message.get("headers", ()) if bytes(k).lower() not in names]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return {**message, "headers": raw}
+
+
+def _path(scope: Scope) -> str:
+    path: str = scope.get("path") or "/"
+    root: str = scope.get("root_path") or ""
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    return path

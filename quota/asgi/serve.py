@@ -1,0 +1,141 @@
+"""``quota serve``: a demo gateway (uvicorn) with the stand-in upstream behind the middleware.
+
+uvicorn is an optional extra (``pip install 'quota[server]'``), imported only by ``run``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..catalog import Catalog, Principal
+from ..errors import ConfigError
+from ..limiter import AsyncLimiter
+from .identity import MAX_KEY_LENGTH
+from .middleware import QuotaMiddleware
+from .types import Receive, Scope, Send
+from .upstream import DEFAULT_MODELS, StandInUpstream
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+BASIC_MODEL = "llama-3.1-8b"
+
+
+def demo_keys(catalog: Catalog, now: dt.datetime) -> dict[str, Principal]:
+    """One key per plan, ``sk-<plan>``, each its own account; cycles and trials start ``now``."""
+    return {
+        f"sk-{name}": Principal(account=f"demo-{name}", plan=name, cycle_start=now)
+        for name in catalog.plans
+    }
+
+
+def load_keys(path: str | Path, catalog: Catalog) -> dict[str, Principal]:
+    """API keys from a TOML or JSON file: ``{key: {account, plan, cycle_start?}}``, at the top
+    level or under ``keys``. ConfigError naming the file and the entry on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data: Any = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"keys file '{path}': {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("keys"), dict):
+        data = data["keys"]
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"keys file '{path}': expected a table of API key -> account entries")
+    keys: dict[str, Principal] = {}
+    for key, entry in data.items():
+        shown = f"{key[:6]}..." if len(key) > 8 else key
+        where = f"keys file '{path}', key {shown!r}"
+        if not 0 < len(key) <= MAX_KEY_LENGTH or not all(0x21 <= ord(c) <= 0x7E for c in key):
+            raise ConfigError(f"{where}: a key must be 1 to {MAX_KEY_LENGTH} visible ASCII chars")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: expected a table with account and plan")
+        fields = dict(entry)
+        start = fields.get("cycle_start")
+        if isinstance(start, dt.date) and not isinstance(start, dt.datetime):
+            start = dt.datetime(start.year, start.month, start.day)
+        if isinstance(start, dt.datetime) and start.tzinfo is None:
+            fields["cycle_start"] = start.replace(tzinfo=dt.timezone.utc)
+        try:
+            who = Principal(**fields, key=key)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if who.plan not in catalog.plans:
+            known = ", ".join(sorted(catalog.plans))
+            raise ConfigError(f"{where}: unknown plan {who.plan!r}; this catalog has: {known}")
+        keys[key] = who
+    return keys
+
+
+class Gateway:
+    """The served app: the middleware around the stand-in upstream; closes the limiter at
+    lifespan shutdown."""
+
+    def __init__(self, limiter: AsyncLimiter, keys: Mapping[str, Principal]) -> None:
+        catalog = limiter.catalog
+        models = [m for m in catalog.models if not any(c in m for c in "*?[")]
+        upstream = StandInUpstream([*models, BASIC_MODEL] if models else DEFAULT_MODELS)
+        self.limiter = limiter
+        self.keys = dict(keys)
+        self.app = QuotaMiddleware(upstream, limiter=limiter, resolve=self.keys.get)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.limiter.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def banner(
+    catalog: Catalog, backend: str, keys: Mapping[str, Principal], url: str, demo: bool
+) -> str:
+    """What ``quota serve`` prints before it starts: the keys and a request to try."""
+    lines = [f"quota serve: catalog {catalog.name!r}, storage {backend}, at {url}"]
+    if demo:
+        lines.append("demo keys (one account per plan):")
+        width = max(len(k) for k in keys)
+        lines += [f"  {k:<{width}}  plan {p.plan}" for k, p in keys.items()]
+    else:
+        lines.append(f"{len(keys)} keys from the keys file")
+    key = next(iter(keys))
+    lines += [
+        "try:",
+        f"  curl {url}/v1/chat/completions -H 'Authorization: Bearer {key if demo else '<key>'}'"
+        f' -H \'Content-Type: application/json\' -d \'{{"model": "{BASIC_MODEL}",'
+        ' "messages": [{"role": "user", "content": "hello"}]}\' -i',
+    ]
+    return "\n".join(lines)
+
+
+def run(catalog_source: str, backend: str, keys_file: str | None, host: str, port: int) -> int:
+    """Serve until interrupted; ConfigError when uvicorn is missing or an input is bad."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise ConfigError(
+            "quota serve needs uvicorn: pip install 'quota[server]' (or pip install uvicorn)"
+        ) from None
+    catalog = Catalog.load(catalog_source)
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    keys = load_keys(keys_file, catalog) if keys_file else demo_keys(catalog, now)
+    limiter = AsyncLimiter(catalog, backend)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    print(banner(catalog, backend, keys, url, keys_file is None), flush=True)
+    config = uvicorn.Config(Gateway(limiter, keys), host=host, port=port, log_level="info")
+    uvicorn.Server(config).run()
+    sys.stdout.flush()
+    return 0

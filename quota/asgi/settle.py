@@ -1,0 +1,143 @@
+"""Settling one admitted request from what its response showed.
+
+Rules, applied once per request, before the final body message is forwarded (for SSE: before
+the chunk carrying the usage or ``data: [DONE]``, where clients stop reading), so that the
+client's next request sees them; or when the app returns or fails without one:
+
+- the app raised before answering, or never answered: ``release`` (nothing counts);
+- the plan is ``success_only`` and the status is not 2xx: ``release``;
+- otherwise ``settle``: tokens and credits to the ``usage`` the response reported (JSON or
+  SSE), else to the prompt estimate plus the generated text seen (4 characters a token) for a
+  2xx, or to zero for a non-2xx without usage; an unreadable body (another content type or
+  encoding) keeps the estimate. Requests and tool meters keep their estimate.
+- the client disconnected (``http.disconnect``, or ``send`` raised): settle what was observed
+  by the same rules, even when the app then raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..algorithms import MAX_SAFE
+from ..catalog import Principal
+from ..decision import Decision
+from .profile import Call
+from .types import Message, Receive, Send, header
+from .usage import UsageReader
+
+if TYPE_CHECKING:
+    from .middleware import QuotaMiddleware
+
+log = logging.getLogger("quota.asgi")
+_FINAL = ("http.response.pathsend", "http.response.zerocopysend")
+
+
+class Settlement:
+    """The wrapped ``receive`` and ``send`` of one admitted request, and its settlement."""
+
+    def __init__(
+        self, middleware: QuotaMiddleware, who: Principal, call: Call, decision: Decision
+    ) -> None:
+        self.mw = middleware
+        self.who = who
+        self.call = call
+        self.decision = decision
+        self.headers = decision.headers()
+        self.status: int | None = None
+        self.reader: UsageReader | None = None
+        self.disconnected = False
+        self.closed = False
+        self.metered = "tokens" in call.cost or "credits" in call.cost
+
+    def wrap_receive(self, receive: Receive) -> Receive:
+        async def wrapped() -> Message:
+            message = await receive()
+            if message.get("type") == "http.disconnect":
+                self.disconnected = True
+            return message
+
+        return wrapped
+
+    def wrap_send(self, send: Send) -> Send:
+        from .middleware import with_headers
+
+        async def wrapped(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                self.status = int(message["status"])
+                raw = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers", ())]
+                if self.metered:
+                    ctype = header(raw, b"content-type")
+                    encoding = header(raw, b"content-encoding")
+                    self.reader = UsageReader(
+                        ctype[0] if ctype else b"", encoding[0] if encoding else b""
+                    )
+                message = with_headers(message, self.headers)
+            elif kind == "http.response.body":
+                reader = self.reader
+                if reader is not None and not self.closed:
+                    reader.feed(message.get("body", b""))
+                    if reader.complete:
+                        await self.close()
+                if not message.get("more_body", False):
+                    await self.close()
+            elif kind in _FINAL:
+                if self.reader is not None:
+                    self.reader.readable = False
+                await self.close()
+            try:
+                await send(message)
+            except BaseException:
+                self.disconnected = True
+                raise
+
+        return wrapped
+
+    async def done(self) -> None:
+        """The app returned."""
+        await self.close()
+
+    async def failed(self) -> None:
+        """The app raised: release, unless the client was gone (then settle what was seen)."""
+        if self.disconnected:
+            await self.close()
+        else:
+            await self.close(release=True)
+
+    async def close(self, *, release: bool = False) -> None:
+        """Settle or release, once."""
+        if self.closed:
+            return
+        self.closed = True
+        plan = self.mw.catalog.plan(self.who.plan)
+        ok = self.status is not None and 200 <= self.status < 300
+        try:
+            if release or self.status is None or (plan.success_only and not ok):
+                await self.mw._run(self.mw.limiter.release, self.decision)
+            else:
+                await self.mw._run(self.mw.limiter.settle, self.decision, self.actual(ok))
+        except Exception:
+            log.exception("quota: settling request %s failed", self.decision.request_id)
+
+    def actual(self, ok: bool) -> dict[str, int]:
+        """Actual tokens and credits (empty: every meter keeps its estimate)."""
+        if not self.metered:
+            return {}
+        reader = self.reader
+        if reader is not None:
+            reader.finish()
+        if reader is not None and (ok or reader.has_usage):
+            seen = reader.tokens(self.call.prompt_tokens)
+        else:
+            seen = None if ok else (0, 0)
+        if seen is None:
+            return {}
+        prompt, completion = seen
+        out: dict[str, int] = {}
+        if "tokens" in self.call.cost:
+            out["tokens"] = min(prompt + completion, MAX_SAFE)
+        if "credits" in self.call.cost and self.call.model is not None:
+            price = self.mw.catalog.price(self.call.model, prompt, completion)
+            out["credits"] = min(price, MAX_SAFE)
+        return out
