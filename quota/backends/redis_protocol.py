@@ -58,6 +58,8 @@ class Protocol:
     def acquire(
         self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
     ) -> Flow:
+        if not ops and request_id is None:  # nothing to charge, nothing to record
+            return Verdict(True, (), ())
         planned = self.groups(slot, ops)
         # No op (an unlimited plan) still records the reservation, in the account's slot.
         groups = [g for g in planned if g.ops] or planned[:1]
