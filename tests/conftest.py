@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -93,3 +94,14 @@ def storage_url(request: pytest.FixtureRequest, engine: str) -> str:
 def storage(request: pytest.FixtureRequest) -> str:
     """The storage URL of each engine in turn (tests using it run once per engine)."""
     return storage_url(request, request.param)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[Any, str]]:
+    """A real uvicorn server on a free port for one test module; its app is swapped per test
+    through the ``AppSlot`` (see tests/http_servers.py). Yields (slot, base URL)."""
+    from http_servers import AppSlot, uvicorn_server
+
+    slot = AppSlot()
+    with uvicorn_server(slot) as url:
+        yield slot, url

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import FakeClock
-from http_servers import AppSlot, limiter_pair, raw_request, uvicorn_server
+from http_servers import AppSlot, limiter_pair, raw_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -135,13 +135,6 @@ CASES: list[tuple[str, bytes, int, str | None]] = [
     ("chunked over the cap", request(chunks=[b" " * 3000, b" " * 3000]), 413, None),
     ("chunked invalid", request(chunks=[b'{"model"', b": 1}"]), 400, "invalid_type"),
 ]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[AppSlot, str]]:
-    slot = AppSlot()
-    with uvicorn_server(slot) as url:
-        yield slot, url
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import fastapi
@@ -13,7 +13,7 @@ import openai
 import pydantic
 import pytest
 from conftest import FakeClock, storage_url
-from http_servers import BACKENDS, AppSlot, limiter_pair, uvicorn_server
+from http_servers import BACKENDS, AppSlot, limiter_pair
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -110,13 +110,6 @@ STYLES = {
     "fastapi-add_middleware": added(fastapi_app),
     "fastapi-wrapped": wrapped(fastapi_app),
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[AppSlot, str]]:
-    slot = AppSlot()
-    with uvicorn_server(slot) as url:
-        yield slot, url
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 from conftest import FakeClock, storage_url
-from http_servers import BACKENDS, AppSlot, limiter_pair, uvicorn_server
+from http_servers import BACKENDS, AppSlot, limiter_pair
 
 import quota
 from quota.asgi.upstream import StandInUpstream
@@ -43,13 +43,6 @@ class Zyla:
     def monthly(self, key: str) -> int:
         (state,) = self.limiter.peek(self.keys[key].model_copy(update={"key": key}))
         return state.remaining
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[AppSlot, str]]:
-    slot = AppSlot()
-    with uvicorn_server(slot) as url:
-        yield slot, url
 
 
 @pytest.fixture(params=BACKENDS)

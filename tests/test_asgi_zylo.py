@@ -53,13 +53,6 @@ class Gateway:
         )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[AppSlot, str]]:
-    slot = AppSlot()
-    with uvicorn_server(slot) as url:
-        yield slot, url
-
-
 @pytest.fixture(params=BACKENDS)
 def gw(
     request: pytest.FixtureRequest, server: tuple[AppSlot, str], clock: FakeClock
