@@ -206,7 +206,20 @@ def check_same(steps: list[tuple[Any, ...]], engines: Engines) -> dict[str, Any]
         # more (garbage that every algorithm reads as empty), never less or different.
         assert set(reference) <= set(stored), name
         assert {k: stored[k] for k in reference} == reference, name
+    _check_keyspace(backends["redis"])
     return results
+
+
+def _check_keyspace(backend: RedisBackend) -> None:
+    """No raw account id or API key in any key or value; a TTL on every key but balances."""
+    raw = {p.account for p in PRINCIPALS} | {p.key or "" for p in PRINCIPALS}
+    client = backend.client
+    for key in client.scan_iter(match=f"{backend.layout.prefix}:*", count=1000):
+        kind = client.type(key)
+        values = list(client.hgetall(key).items()) if kind == "hash" else [client.get(key)]
+        text = key + repr(values)
+        assert not any(r in text for r in raw), key
+        assert key.endswith(":p") or client.pttl(key) > 0, key
 
 
 @settings(
