@@ -12,13 +12,13 @@ every gateway host agrees on one time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..algorithms import Charge, Outcome, State
 from ..errors import BackendError, ConfigError
 from .base import Op, Verdict
-from .redis_batch import ERRORS, Batcher, NoScriptError, evaluate
+from .redis_batch import ERRORS, Batcher, NoScriptError, backend_error, evaluate
 from .redis_codec import Arg, Layout, decode_state, script, script_sha
 from .redis_connect import async_client, parse, sync_client
 from .redis_protocol import Flow, Protocol
@@ -83,14 +83,12 @@ class _Shared:
             try:
                 self._client = self._factory()
             except ERRORS as exc:
-                raise self._error(exc) from exc
+                raise backend_error(exc) from exc
         return self._client
 
-    @staticmethod
-    def _error(exc: Exception) -> BackendError:
-        return BackendError(f"redis: {type(exc).__name__}: {exc}")
-
-    def _states(self, key: str, values: Mapping[str, str], algorithms: Mapping[str, str]) -> Any:
+    def _states(
+        self, key: str, values: Mapping[str, str], algorithms: Mapping[str, str]
+    ) -> Iterator[tuple[tuple[str, str], State]]:
         slot = key[key.index("{") + 1 : key.index("}")]
         for field, raw in values.items():
             yield (slot, field), decode_state(algorithms[field.split("/")[0]], raw)
@@ -129,7 +127,7 @@ class RedisBackend(_Shared):
             except NoScriptError:
                 return self.client.execute_command("EVAL", script(), len(keys), *keys, *args)
         except ERRORS as exc:
-            raise self._error(exc) from exc
+            raise backend_error(exc) from exc
 
     def _run(self, flow: Flow) -> Any:
         try:

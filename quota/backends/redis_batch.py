@@ -33,10 +33,11 @@ Call = tuple[list[str], list[Arg], "asyncio.Future[Any]"]
 ERRORS = (RedisError, RedisClusterException, OSError)
 
 
-__all__ = ["ERRORS", "Batcher", "NoScriptError", "evaluate"]
+__all__ = ["ERRORS", "Batcher", "NoScriptError", "backend_error", "evaluate"]
 
 
-def _error(exc: BaseException) -> BackendError:
+def backend_error(exc: BaseException) -> BackendError:
+    """A redis-py failure as the error quota's callers catch."""
     return BackendError(f"redis: {type(exc).__name__}: {exc}")
 
 
@@ -48,7 +49,7 @@ async def evaluate(client: Any, keys: list[str], args: list[Arg]) -> Any:
         except NoScriptError:
             return await client.execute_command("EVAL", script(), len(keys), *keys, *args)
     except ERRORS as exc:
-        raise _error(exc) from exc
+        raise backend_error(exc) from exc
 
 
 class Batcher:
@@ -100,10 +101,10 @@ class Batcher:
                     results[i] = r
         except ERRORS as exc:
             for *_, future in batch:
-                _settle(future, _error(exc))
+                _settle(future, backend_error(exc))
             return
         for (*_, future), result in zip(batch, results, strict=True):
-            _settle(future, _error(result) if isinstance(result, BaseException) else result)
+            _settle(future, backend_error(result) if isinstance(result, BaseException) else result)
 
     async def _pipeline(self, batch: list[Call], sha: str | None) -> list[Any]:
         self.pipelines += 1

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from ..algorithms import Outcome, State
 from .base import Op, Verdict
@@ -88,14 +89,14 @@ class Group:
             out += (layout.states(slot), layout.balances(slot))
         return out
 
-    def store(self, op: Op) -> int:
-        return 2 * self.slots.index(op.slot) + (2 if op.algorithm == "balance" else 1)
+    def store(self, slot: str, algorithm: str) -> int:
+        return 2 * self.slots.index(slot) + (2 if algorithm == "balance" else 1)
 
     def args(self, zero_cost: bool = False) -> list[Arg]:
         out: list[Arg] = [len(self.ops)]
         for op in self.ops:
             out += (
-                self.store(op),
+                self.store(op.slot, op.algorithm),
                 op.field,
                 CODES[op.algorithm],
                 ":".join(map(str, op.params)),
@@ -105,28 +106,24 @@ class Group:
         return out
 
 
-def outcomes(reply: Sequence[object], start: int = 0) -> list[tuple[str, Outcome]]:
+def outcomes(reply: Sequence[Any], start: int = 0) -> list[tuple[str, Outcome]]:
     """Parse ``field, allowed, remaining, reset, retry (-1 = never), anchor`` sextuples."""
     out = []
     for i in range(start, len(reply), 6):
         field, allowed, remaining, reset, retry, anchor = reply[i : i + 6]
-        retry_ms = int(retry)  # type: ignore[call-overload]
-        out.append(
-            (
-                str(field),
-                Outcome(
-                    bool(allowed),
-                    int(remaining),  # type: ignore[call-overload]
-                    int(reset),  # type: ignore[call-overload]
-                    None if retry_ms < 0 else retry_ms,
-                    int(anchor),  # type: ignore[call-overload]
-                ),
-            )
+        retry_ms = int(retry)
+        outcome = Outcome(
+            bool(allowed),
+            int(remaining),
+            int(reset),
+            None if retry_ms < 0 else retry_ms,
+            int(anchor),
         )
+        out.append((str(field), outcome))
     return out
 
 
-def verdict(reply: Sequence[object]) -> Verdict:
+def verdict(reply: Sequence[Any]) -> Verdict:
     """An acquire reply: ``allowed, replayed`` then one sextuple per op."""
     pairs = outcomes(reply, 2)
     return Verdict(

@@ -31,6 +31,11 @@ def _actual(actual: Mapping[str, int] | None) -> tuple[str, list[Arg]]:
     return "settle", [x for pair in actual.items() for x in pair]
 
 
+def _home(slots: Sequence[str]) -> str:
+    """The account slot among ``slots`` (the global slot when there is none)."""
+    return next((s for s in slots if s != GLOBAL_SLOT), GLOBAL_SLOT)
+
+
 class Protocol:
     """Plans the script calls of every operation for one deployment shape."""
 
@@ -38,17 +43,24 @@ class Protocol:
         self.layout = layout
         self.cluster = cluster
 
+    def slot_sets(self, slot: str, others: Iterable[str]) -> list[tuple[str, ...]]:
+        """The slots of each call, the account's slot (``slot``) first: on one server, one
+        call over the account's stores and the global ones; on Cluster, one per slot."""
+        slots = list(dict.fromkeys([slot, *others]))
+        if self.cluster:
+            return [(s,) for s in slots]
+        home = slot if slot != GLOBAL_SLOT else next(iter(slots[1:]), GLOBAL_SLOT)
+        both = (home,) if home == GLOBAL_SLOT else (home, GLOBAL_SLOT)
+        if not set(slots) <= set(both):
+            raise ValueError(f"one decision spans unrelated slots: {slots}")
+        return [both]
+
     def groups(self, slot: str, ops: Sequence[Op]) -> list[Group]:
-        """The calls ``ops`` need, the account's slot (``slot``) first; on one server, one
-        call over the account's stores and the global ones."""
-        slots = list(dict.fromkeys([slot, *(op.slot for op in ops)]))
-        if not self.cluster:
-            home = slot if slot != GLOBAL_SLOT else next(iter(slots[1:]), GLOBAL_SLOT)
-            both = (home,) if home == GLOBAL_SLOT else (home, GLOBAL_SLOT)
-            if not set(slots) <= set(both):
-                raise ValueError(f"one decision spans unrelated slots: {slots}")
-            return [Group(both, tuple(ops))]
-        return [Group((s,), tuple(op for op in ops if op.slot == s)) for s in slots]
+        """The calls ``ops`` need (see ``slot_sets``), each with its ops."""
+        return [
+            Group(slots, tuple(op for op in ops if op.slot in slots))
+            for slots in self.slot_sets(slot, (op.slot for op in ops))
+        ]
 
     def _record(self, group: Group, slot: str, request_id: str | None) -> str | None:
         if request_id is None:
@@ -127,16 +139,16 @@ class Protocol:
         self, now: int, charges: Sequence[Charge], actual: Mapping[str, int] | None
     ) -> Flow:
         word, amounts = _actual(actual)
-        home = next((c.slot for c in charges if c.slot != GLOBAL_SLOT), GLOBAL_SLOT)
-        as_ops = [Op(c.slot, c.field, c.meter, c.algorithm, c.params, c.amount) for c in charges]
-        for group in self.groups(home, as_ops):
-            mine = [c for c in charges if c.slot in group.slots]
+        slots = [c.slot for c in charges]
+        for together in self.slot_sets(_home(slots), slots):
+            mine = [c for c in charges if c.slot in together]
             if not mine:
                 continue
+            group = Group(together, ())
             args: list[Arg] = ["direct", now, word, len(mine)]
             for c in mine:
                 params = ":".join(map(str, c.params))
-                store = group.store(Op(c.slot, c.field, c.meter, c.algorithm, c.params, 0))
+                store = group.store(c.slot, c.algorithm)
                 args += (store, c.field, CODES[c.algorithm], params, c.anchor, c.amount, c.meter)
             yield group.keys(self.layout), [*args, *amounts]
         return None
@@ -145,8 +157,7 @@ class Protocol:
         if not ops:
             return []
         found: dict[tuple[str, str], Outcome] = {}
-        home = next((op.slot for op in ops if op.slot != GLOBAL_SLOT), GLOBAL_SLOT)
-        for group in self.groups(home, ops):
+        for group in self.groups(_home([op.slot for op in ops]), ops):
             if group.ops:
                 reply = yield group.keys(self.layout), ["peek", now, 0, *group.args()]
                 self._collect(found, group, outcomes(reply))
