@@ -60,6 +60,10 @@ class Decision:
     ``denied_by`` names the limit whose denial binds longest, or ``"model"`` /
     ``"feature:<name>"`` for an entitlement denial. ``retry_after`` (seconds) is when the whole
     cost would fit, None when it never will. ``now`` is the decision's clock (epoch seconds).
+    ``source`` says who decided: ``"engine"`` (the configured store), ``"cache"`` (the in-process
+    block cache: denied without a round trip), ``"local"`` (the in-process fallback engine while
+    the store is unreachable), ``"allow"`` / ``"deny"`` (the failure policy, without any engine).
+    ``shadow_denied`` names the shadow-mode limits that would have denied this request.
     """
 
     allowed: bool
@@ -74,6 +78,8 @@ class Decision:
     request_id: str | None = None
     reservation: Reservation | None = None
     replayed: bool = False
+    source: str = "engine"
+    shadow_denied: tuple[str, ...] = ()
     header_config: HeaderConfig | None = field(default=None, repr=False, compare=False)
 
     def __bool__(self) -> bool:

@@ -32,12 +32,14 @@ class Verdict:
 
     ``replayed``: the request id was seen before; the first verdict is returned and nothing is
     charged. ``fields`` names the op each outcome belongs to (a replay may differ in ops).
+    ``source``: who answered (see ``Decision.source``); engines leave ``"engine"``.
     """
 
     allowed: bool
     outcomes: tuple[Outcome, ...]
     fields: tuple[str, ...]
     replayed: bool = False
+    source: str = "engine"
 
 
 class Backend(Protocol):
