@@ -15,6 +15,7 @@ from .decision import Decision, LimitState, Reservation
 from .errors import ConfigError, CostError
 from .keys import DEFAULT_SECRET, account_slot, field_name
 from .limit import Limit
+from .observe import Observer
 from .planner import Planner, Prepared
 
 Clock = Callable[[], float]
@@ -43,11 +44,13 @@ class _Base(Generic[B]):
         on_error: OnError | None = None,
         reservation_ttl: float | None = None,
         secret: bytes | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.catalog = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
         if on_error not in (None, "allow", "deny", "local"):
             raise ConfigError(f"on_error must be 'allow', 'deny' or 'local', got {on_error!r}")
         self.on_error = on_error
+        self.observer = observer
         ttl = self.catalog.reservation_ttl if reservation_ttl is None else reservation_ttl
         if ttl <= 0:
             raise ConfigError(f"reservation_ttl must be positive, got {ttl!r}")
@@ -151,6 +154,8 @@ class Limiter(_Base[Backend]):
         features: Iterable[str] | None = None,
     ) -> Decision:
         """Charge ``cost`` against every limit of the plan on its meters, all or nothing."""
+        if self.observer is not None:
+            return self._observed(who, cost, request_id, model, features)
         prep = self._prepare(who, cost, request_id, model, features)
         if isinstance(prep, Decision):
             return prep
@@ -158,6 +163,34 @@ class Limiter(_Base[Backend]):
             prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms
         )
         return self.planner.decision(prep, verdict)
+
+    def _observed(
+        self,
+        who: Principal,
+        cost: Mapping[str, int],
+        request_id: str | None,
+        model: str | None,
+        features: Iterable[str] | None,
+    ) -> Decision:
+        observer = self.observer
+        assert observer is not None
+        start = time.perf_counter()
+        prep = self._prepare(who, cost, request_id, model, features)
+        if isinstance(prep, Decision):
+            observer.decision(prep, who.plan, time.perf_counter() - start)
+            return prep
+        sent = time.perf_counter()
+        try:
+            verdict = self.backend.acquire(
+                prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms
+            )
+        except Exception:
+            observer.backend_call("acquire", time.perf_counter() - sent, False)
+            raise
+        observer.backend_call("acquire", time.perf_counter() - sent, True)
+        decision = self.planner.decision(prep, verdict)
+        observer.decision(decision, who.plan, time.perf_counter() - start)
+        return decision
 
     def settle(
         self, target: Target, actual: Mapping[str, int], *, who: Principal | None = None
@@ -217,13 +250,30 @@ class AsyncLimiter(_Base[AsyncBackend]):
         model: str | None = None,
         features: Iterable[str] | None = None,
     ) -> Decision:
+        observer = self.observer
+        start = time.perf_counter()
         prep = self._prepare(who, cost, request_id, model, features)
         if isinstance(prep, Decision):
+            if observer is not None:
+                observer.decision(prep, who.plan, time.perf_counter() - start)
             return prep
-        verdict = await self.backend.acquire(
-            prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms
-        )
-        return self.planner.decision(prep, verdict)
+        if observer is None:
+            verdict = await self.backend.acquire(
+                prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms
+            )
+            return self.planner.decision(prep, verdict)
+        sent = time.perf_counter()
+        try:
+            verdict = await self.backend.acquire(
+                prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms
+            )
+        except Exception:
+            observer.backend_call("acquire", time.perf_counter() - sent, False)
+            raise
+        observer.backend_call("acquire", time.perf_counter() - sent, True)
+        decision = self.planner.decision(prep, verdict)
+        observer.decision(decision, who.plan, time.perf_counter() - start)
+        return decision
 
     async def settle(
         self, target: Target, actual: Mapping[str, int], *, who: Principal | None = None

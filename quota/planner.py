@@ -172,6 +172,7 @@ class Planner:
                 request_id=prep.request_id,
                 reservation=Reservation(prep.request_id, prep.slot, charges),
                 replayed=verdict.replayed,
+                source=verdict.source,
                 header_config=self.catalog.headers,
             )
         denying = [s for s in states if not s.allowed]
@@ -191,6 +192,7 @@ class Planner:
             retry_after=retry,
             code=worst.code,
             message=self.message(prep.plan, limit, retry),
+            source=verdict.source,
         )
 
     def state(self, limit: Limit, op: Op, out: Outcome) -> LimitState:
