@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import views  # quota.views.stats / astats / validate: the /stats and /validate bodies
 from .asgi import QuotaMiddleware
 from .catalog import Catalog, HeaderConfig, Plan, Principal
 from .decision import Decision, LimitState
@@ -36,4 +37,5 @@ __all__ = [
     "QuotaMiddleware",
     "UnknownPlanError",
     "__version__",
+    "views",
 ]

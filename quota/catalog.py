@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .algorithms import MAX_SAFE
 from .errors import CostError, UnknownPlanError
 from .limit import NAME, Limit
+from .usage import UsageConfig
 from .windows import get_zone
 
 HeaderStyle = Literal["ietf", "openai", "legacy", "custom"]
@@ -106,6 +107,7 @@ class Catalog(BaseModel):
     models: dict[str, ModelInfo] = Field(default_factory=dict)
     plans: dict[str, Plan]
     headers: HeaderConfig = Field(default_factory=HeaderConfig)
+    usage: UsageConfig = Field(default_factory=UsageConfig)  # [usage] history_days
 
     @model_validator(mode="before")
     @classmethod
@@ -139,13 +141,13 @@ class Catalog(BaseModel):
                     )
                 if lim.name in seen:
                     other_plan, other = seen[lim.name]
-                    for attr in ("algorithm", "meter", "scope"):
+                    for attr in ("algorithm", "meter", "scope", "on_error"):
                         if getattr(lim, attr) != getattr(other, attr):
                             raise ValueError(
                                 f"{where}: {attr} {getattr(lim, attr)!r} differs from"
                                 f" {getattr(other, attr)!r} in plan {other_plan!r}; a limit name"
-                                " keeps its algorithm, meter and scope in every plan (its state"
-                                " carries over when an account changes plan)"
+                                " keeps its algorithm, meter, scope and on_error in every plan (its"
+                                " state carries over when an account changes plan)"
                             )
                 seen[lim.name] = (plan.name, lim)
         return self
@@ -186,24 +188,42 @@ class Catalog(BaseModel):
         ``{"search": 2}``. Rejects negative or non-integer amounts and unknown meters."""
         if not isinstance(cost, Mapping):
             raise CostError(f"{what} must be a mapping of meter -> amount, got {cost!r}")
-        known = self.meter_names
+        fast = self._meter_index
         out: dict[str, int] = {}
         for name, amount in cost.items():
-            if isinstance(amount, bool) or not isinstance(amount, int):
-                raise CostError(f"{what} for {name!r} must be an integer, got {amount!r}")
-            if amount < 0:
-                raise CostError(f"{what} for {name!r} must not be negative, got {amount}")
-            if amount > MAX_SAFE:
-                raise CostError(f"{what} for {name!r} is too large: {amount}")
-            meter = self.meter_of(name)
-            if meter not in known and name not in self.meters.aliases:
-                raise CostError(
-                    f"unknown meter {name!r} in {what}; known: {', '.join(sorted(known))}"
-                )
-            out[meter] = out.get(meter, 0) + amount
-            if out[meter] > MAX_SAFE:
-                raise CostError(f"{what} for meter {meter!r} is too large: {out[meter]}")
+            meter = fast.get(name)
+            if meter is not None and type(amount) is int and 0 <= amount <= MAX_SAFE:
+                if meter in out:
+                    amount += out[meter]
+                    if amount > MAX_SAFE:
+                        raise CostError(f"{what} for meter {meter!r} is too large: {amount}")
+                out[meter] = amount
+                continue
+            self._check_amount(name, amount, what)  # raises, unless an int subclass
+            total = out.get(fast[name], 0) + int(amount)
+            if total > MAX_SAFE:
+                raise CostError(f"{what} for meter {fast[name]!r} is too large: {total}")
+            out[fast[name]] = total
         return out
+
+    @cached_property
+    def _meter_index(self) -> dict[str, str]:
+        """Every name a cost may use (meters and aliases) -> its meter."""
+        index = {name: name for name in self.meter_names}
+        index.update(self.meters.aliases)
+        return index
+
+    def _check_amount(self, name: str, amount: object, what: str) -> None:
+        """Raise the CostError that names what is wrong with one entry of a cost."""
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise CostError(f"{what} for {name!r} must be an integer, got {amount!r}")
+        if amount < 0:
+            raise CostError(f"{what} for {name!r} must not be negative, got {amount}")
+        if amount > MAX_SAFE:
+            raise CostError(f"{what} for {name!r} is too large: {amount}")
+        if name not in self._meter_index:
+            known = ", ".join(sorted(self.meter_names))
+            raise CostError(f"unknown meter {name!r} in {what}; known: {known}")
 
     def tier_of(self, model: str) -> str:
         """The tier of ``model``: an exact id, then glob patterns, else ``default_tier``."""

@@ -1,8 +1,9 @@
-"""The ``quota`` command: ``demo``, ``plans``, ``check`` and ``serve``.
+"""The ``quota`` command: ``demo``, ``plans``, ``check``, ``serve``, and the operator's
+``usage``, ``reset``, ``top-up`` and ``simulate``.
 
-Standard library only (argparse), so the core install runs it (``serve`` needs the
-``server`` extra: uvicorn). Errors that quota raises on
-purpose print as ``quota: error: <message>`` and exit 1; usage errors exit 2.
+Standard library only (argparse), so the core install runs it (``serve`` needs the ``server``
+extra: uvicorn; ``serve --metrics`` the ``metrics`` extra). Errors print as
+``quota: error: <message>``; the exit codes are in ``EXIT_CODES``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 from .catalog import Catalog, Plan
-from .errors import QuotaError
+from .errors import BackendError, CatalogError, ConfigError, CostError, QuotaError, UnknownPlanError
 from .limit import Limit
 from .tables import Row, dollars, render, terminal_width
+
+#: Exit statuses a script can rely on.
+EXIT_OK, EXIT_LIMITED, EXIT_USAGE, EXIT_BACKEND = 0, 1, 2, 3
+EXIT_CODES = """exit status:
+  0  success
+  1  the answer is no: `usage` found the account at a limit (nothing left on it),
+     `check` found an invalid plan file
+  2  usage error or bad input: unknown option, plan, meter or catalog, bad amount, bad URL
+  3  the storage backend failed or is unreachable"""
 
 _PERIODS = ((86_400_000, "day"), (3_600_000, "h"), (60_000, "min"), (1000, "s"), (1, "ms"))
 _KIND = {"sliding_window": "sliding", "fixed_window": "fixed", "token_bucket": "bucket"}
@@ -161,7 +171,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .asgi.serve import run
 
-    return run(args.catalog, args.backend, args.keys, args.host, args.port)
+    return run(args.catalog, args.backend, args.keys, args.host, args.port, args.metrics)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -169,13 +179,30 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "plans": cmd_plans,
     "check": cmd_check,
     "serve": cmd_serve,
+    "usage": lambda args: _operator("cmd_usage", args),
+    "reset": lambda args: _operator("cmd_reset", args),
+    "top-up": lambda args: _operator("cmd_top_up", args),
+    "simulate": lambda args: _operator("cmd_simulate", args),
 }
+
+
+def _operator(name: str, args: argparse.Namespace) -> int:
+    """The operator commands live in ``quota.commands`` (imported when used)."""
+    from . import commands
+
+    status: int = getattr(commands, name)(args)
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``quota`` command."""
+    from .commands import add_operator_commands
+
     parser = argparse.ArgumentParser(
-        prog="quota", description="Exact rate limits and usage quotas: inspect and try plans."
+        prog="quota",
+        description="Exact rate limits and usage quotas: inspect and try plans, operate accounts.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"quota {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -210,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics at /metrics (needs prometheus-client: quota[metrics])",
+    )
+
+    add_operator_commands(sub)
     return parser
 
 
@@ -219,6 +253,15 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def exit_status(exc: QuotaError) -> int:
+    """3 for a failing store, 2 for bad input, 1 for anything else quota refuses."""
+    if isinstance(exc, BackendError):
+        return EXIT_BACKEND
+    if isinstance(exc, CatalogError | ConfigError | CostError | UnknownPlanError):
+        return EXIT_USAGE
+    return EXIT_LIMITED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``quota`` command; returns the exit status."""
     parser = build_parser()
@@ -226,12 +269,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    if getattr(args, "start", "absent") is None:
+        from .simulate import START
+
+        args.start = START
     try:
         status = COMMANDS[args.command](args)
         sys.stdout.flush()
     except QuotaError as exc:
         print(f"quota: error: {exc}", file=sys.stderr)
-        return 1
+        return exit_status(exc)
     except BrokenPipeError:  # e.g. `quota plans | head`: stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

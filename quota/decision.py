@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .algorithms import Charge
 
@@ -12,8 +12,7 @@ if TYPE_CHECKING:
     from .catalog import HeaderConfig, Principal
 
 
-@dataclass(frozen=True, slots=True)
-class LimitState:
+class LimitState(NamedTuple):
     """One limit as a decision (or a peek) saw it. Times are in seconds.
 
     ``remaining``: what is left (after this request's charge when it was admitted).

@@ -2,23 +2,36 @@
 
 One account's state lives under one *slot* (a Redis hash tag), so a decision over every
 per-account and per-key limit touches one slot; ``global`` limits share the slot ``"g"``.
+
+The hashes are keyed by a secret (``Limiter(secret=...)``; ``secret_from_env`` reads one from
+the environment), so someone who can read Redis cannot test guessed account ids or API keys
+against the names. ``quota.rotate.rotate_secret`` moves stored state to a new secret.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from functools import lru_cache
 
-from .errors import CostError
+from .errors import ConfigError, CostError
 
 DEFAULT_SECRET = b"quota:v1"
+ENV_SECRET = "QUOTA_SECRET"
+MIN_SECRET = 16  # bytes a secret from configuration needs at least
+
+
+def _hash_key(secret: bytes | str) -> bytes:
+    """BLAKE2b's key: the secret itself up to 64 bytes, else a 64-byte hash of it."""
+    raw = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return raw if len(raw) <= 64 else hashlib.blake2b(raw).digest()
 
 
 @lru_cache(maxsize=65_536)
 def digest(value: str, secret: bytes = DEFAULT_SECRET) -> str:
     """A 16-character keyed hash (BLAKE2b, 96 bits), URL-safe and free of braces."""
-    raw = hashlib.blake2b(value.encode("utf-8"), digest_size=12, key=secret).digest()
+    raw = hashlib.blake2b(value.encode("utf-8"), digest_size=12, key=_hash_key(secret)).digest()
     return base64.urlsafe_b64encode(raw).decode("ascii")
 
 
@@ -40,3 +53,16 @@ def field_name(limit_name: str, scope: str, key: str | None, secret: bytes = DEF
             )
         return f"{limit_name}/{digest(key, secret)}"
     return limit_name
+
+
+def secret_from_env(name: str = ENV_SECRET) -> bytes:
+    """The hashing secret from the environment variable ``name`` (``QUOTA_SECRET`` by
+    default): ``Limiter(catalog, url, secret=quota.keys.secret_from_env())``. At least 16
+    bytes; give every gateway of a deployment the same one."""
+    value = os.environ.get(name)
+    if value is None:
+        raise ConfigError(f"the hashing secret is not set: export {name}=<at least 16 bytes>")
+    secret = value.encode("utf-8")
+    if len(secret) < MIN_SECRET:
+        raise ConfigError(f"{name} is too short ({len(secret)} bytes): give {MIN_SECRET} or more")
+    return secret

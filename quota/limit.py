@@ -23,6 +23,7 @@ AlgorithmName = Literal[
     "allowance",
     "balance",
     "concurrency",
+    "history",  # usage history: made by the planner from [usage], never in plan files
 ]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -53,6 +54,13 @@ class Limit(BaseModel):
     anchor: Literal["calendar", "cycle"] = "calendar"
     lease: str | int = "5 minutes"
     grant: int = Field(default=0, ge=0)
+    on_error: Literal["allow", "deny", "local"] | None = Field(
+        default=None, description="when the store fails; default: the limiter's, else deny for"
+        " balances and allow for the rest"
+    )
+    shadow: bool = Field(
+        default=False, description="evaluate and report (Decision.shadow_denied), never deny"
+    )
 
     # Derived by validation.
     amount: int = Field(default=0, exclude=True)
@@ -72,6 +80,9 @@ class Limit(BaseModel):
         if unknown:
             raise ValueError(f"unknown field {unknown[0]!r} (check its spelling)")
         algo = data.get("algorithm", "sliding_window")
+        if algo == "history":
+            raise ValueError("'history' is not a plan limit: set [usage] history_days instead")
+        algo = algo if isinstance(algo, str) else "?"  # a non-string fails validation below
         data.setdefault("status", _DEFAULT_STATUS.get(algo, 429))
         data.setdefault("code", _DEFAULT_CODE.get(algo, "rate_limit_exceeded"))
         rate, limit, period = data.get("rate"), data.get("limit"), data.get("period")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -10,16 +11,29 @@ from typing import Generic, Literal, TypeVar
 
 from .algorithms import MAX_SAFE, Outcome
 from .backends import AsyncBackend, Backend, Op, open_async_backend, open_backend
+from .backends.base import Verdict
+from .backends.breaker import Breaker
+from .backends.fallback import Fallback, policies
+from .backends.guard import (
+    AsyncGuardedBackend,
+    DecisionsOnly,
+    GuardedBackend,
+    check_timeout,
+    guarded,
+    with_timeout,
+)
+from .blocks import BlockCache
 from .catalog import Catalog, Principal
 from .decision import Decision, LimitState, Reservation
 from .errors import ConfigError, CostError
-from .keys import DEFAULT_SECRET, account_slot, field_name
+from .keys import DEFAULT_SECRET, GLOBAL_SLOT, account_slot, field_name
 from .limit import Limit
 from .observe import Observer
 from .planner import Planner, Prepared
+from .usage import usage_query
 
 Clock = Callable[[], float]
-OnError = Literal["allow", "deny", "local"]
+OnError = Literal["allow", "deny", "local", "raise"]
 Target = Decision | str
 B = TypeVar("B", Backend, AsyncBackend)
 
@@ -29,7 +43,12 @@ class _Base(Generic[B]):
 
     ``storage`` is a URL (``memory://``; ``redis://`` once the Redis engine is installed) or an
     engine instance. ``clock`` returns epoch seconds; inject one to move time in tests.
+    A shared store sits behind the failure machinery (``quota.backends.guard``): ``on_error``
+    (the default policy of every limit; ``"raise"``: no guard, store errors raise
+    ``BackendError``), ``timeout`` (seconds per store call), ``breaker`` (a ``Breaker``).
     """
+
+    _guard_class: type[GuardedBackend] | type[AsyncGuardedBackend] = GuardedBackend
 
     @staticmethod
     def _open(url: str) -> B:
@@ -45,27 +64,52 @@ class _Base(Generic[B]):
         reservation_ttl: float | None = None,
         secret: bytes | None = None,
         observer: Observer | None = None,
+        timeout: float | None = 1.0,
+        breaker: Breaker | None = None,
+        block_cache: bool = True,
+        shadow: bool = False,
     ) -> None:
         self.catalog = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
-        if on_error not in (None, "allow", "deny", "local"):
-            raise ConfigError(f"on_error must be 'allow', 'deny' or 'local', got {on_error!r}")
+        if on_error not in (None, "allow", "deny", "local", "raise"):
+            raise ConfigError(
+                f"on_error must be 'allow', 'deny', 'local' or 'raise', got {on_error!r}"
+            )
+        self.timeout = check_timeout(timeout)
         self.on_error = on_error
         self.observer = observer
+        self.blocks = BlockCache() if block_cache else None
+        self.shadow = shadow
         ttl = self.catalog.reservation_ttl if reservation_ttl is None else reservation_ttl
         if ttl <= 0:
             raise ConfigError(f"reservation_ttl must be positive, got {ttl!r}")
         self.reservation_ttl_ms = math.ceil(ttl * 1000)
         self.planner = Planner(self.catalog, secret or DEFAULT_SECRET)
-        self.backend: B = self._open(storage) if isinstance(storage, str) else storage
+        store = self._open(storage) if isinstance(storage, str) else storage
+        if isinstance(storage, str) and with_timeout(storage, self.timeout) != storage:
+            # Opened first as given so that errors quote the caller's URL; engines connect
+            # lazily, so opening twice costs no connection.
+            store = self._open(with_timeout(storage, self.timeout))
+        store_clock = getattr(store, "clock", None)
+        self.guard: GuardedBackend | AsyncGuardedBackend | None = None
+        if on_error != "raise" and guarded(store):
+            fallback = Fallback(policies(self.catalog, on_error), on_error)
+            self.guard = self._guard_class(
+                store, fallback, breaker=breaker, timeout=self.timeout, observer=observer
+            )
+            if observer is not None:  # the guard reports the store calls it makes
+                self.observer = DecisionsOnly(observer)
+        self.backend: B = store if self.guard is None else self.guard  # type: ignore[assignment]
         # A shared store brings its own clock (Redis: the server's TIME) so that every host
         # of a fleet agrees on one time; an injected clock wins.
-        self.clock: Clock = clock or getattr(self.backend, "clock", None) or time.time
+        if store_clock is not None and self.guard is not None:
+            store_clock = self.guard.clock
+        self.clock: Clock = clock or store_clock or time.time
 
     def _now(self) -> int:
         # Nearest ms: a float clock built by adding steps (t += 6.1) must not lose a millisecond.
         return round(self.clock() * 1000)
 
-    def _prepare(
+    def _before(
         self,
         who: Principal,
         cost: Mapping[str, int],
@@ -73,7 +117,44 @@ class _Base(Generic[B]):
         model: str | None,
         features: Iterable[str] | None,
     ) -> Prepared | Decision:
-        return self.planner.prepare(who, cost, self._now(), request_id, model, features)
+        """The ops to send, or a decision made without the store: an entitlement denial, or
+        the block cache's (never for a request id: a replay must answer as the first time)."""
+        prep = self.planner.prepare(who, cost, self._now(), request_id, model, features)
+        if isinstance(prep, Decision) or self.blocks is None or request_id is not None:
+            return prep
+        block = self.blocks.check(prep.now, prep.ops)
+        return prep if block is None else self.planner.blocked(prep, block)
+
+    def _after(self, prep: Prepared, verdict: Verdict) -> Prepared | Decision:
+        """The decision for the store's verdict; or, when only shadow limits denied, the same
+        acquire without them (shadow limits report, never deny)."""
+        decision = self.planner.decision(prep, verdict)
+        if decision.allowed:
+            return decision
+        denying = [s.name for s in decision.states if not s.allowed]
+        shadow = [name for name in denying if self.shadow or name in prep.shadow]
+        if self.blocks is not None and verdict.source == "engine" and not self.shadow:
+            skip = [i for i, r in enumerate(prep.rules) if r.shadow] if prep.shadow else ()
+            caps = [r.capacity for r in prep.rules]
+            self.blocks.record(prep.now, prep.ops, verdict.outcomes, caps, skip)
+        if not shadow:
+            return decision
+        if self.shadow:  # dry run: nothing was charged, and nothing will be
+            return self.planner.shadowed(prep, decision, tuple(shadow))
+        if len(shadow) < len(denying):  # an enforced limit denies too
+            return dataclasses.replace(decision, shadow_denied=tuple(shadow))
+        return self.planner.without_shadow(prep, tuple(shadow))
+
+    def _forget(self, found: tuple[str, str] | Reservation | None) -> None:
+        """A refund or reset in this process: the slot's cached denials may no longer hold."""
+        if self.blocks is None or found is None:
+            return
+        if isinstance(found, Reservation):
+            slots = {found.slot}
+            slots.update(c.slot for c in found.charges)
+            self.blocks.forget(slots)
+        else:
+            self.blocks.forget((found[0], GLOBAL_SLOT))
 
     def _target(
         self, target: Target, who: Principal | None
@@ -154,43 +235,25 @@ class Limiter(_Base[Backend]):
         features: Iterable[str] | None = None,
     ) -> Decision:
         """Charge ``cost`` against every limit of the plan on its meters, all or nothing."""
-        if self.observer is not None:
-            return self._observed(who, cost, request_id, model, features)
-        prep = self._prepare(who, cost, request_id, model, features)
-        if isinstance(prep, Decision):
-            return prep
-        verdict = self.backend.acquire(
-            prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms
-        )
-        return self.planner.decision(prep, verdict)
-
-    def _observed(
-        self,
-        who: Principal,
-        cost: Mapping[str, int],
-        request_id: str | None,
-        model: str | None,
-        features: Iterable[str] | None,
-    ) -> Decision:
         observer = self.observer
-        assert observer is not None
-        start = time.perf_counter()
-        prep = self._prepare(who, cost, request_id, model, features)
-        if isinstance(prep, Decision):
+        start = time.perf_counter() if observer is not None else 0.0
+        prep = self._before(who, cost, request_id, model, features)
+        while isinstance(prep, Prepared):  # twice at most: again without denying shadow limits
+            args = (prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms)
+            if observer is None:
+                verdict = self.backend.acquire(*args)
+            else:
+                sent = time.perf_counter()
+                try:
+                    verdict = self.backend.acquire(*args)
+                except Exception:
+                    observer.backend_call("acquire", time.perf_counter() - sent, False)
+                    raise
+                observer.backend_call("acquire", time.perf_counter() - sent, True)
+            prep = self._after(prep, verdict)
+        if observer is not None:
             observer.decision(prep, who.plan, time.perf_counter() - start)
-            return prep
-        sent = time.perf_counter()
-        try:
-            verdict = self.backend.acquire(
-                prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms
-            )
-        except Exception:
-            observer.backend_call("acquire", time.perf_counter() - sent, False)
-            raise
-        observer.backend_call("acquire", time.perf_counter() - sent, True)
-        decision = self.planner.decision(prep, verdict)
-        observer.decision(decision, who.plan, time.perf_counter() - start)
-        return decision
+        return prep
 
     def settle(
         self, target: Target, actual: Mapping[str, int], *, who: Principal | None = None
@@ -208,6 +271,7 @@ class Limiter(_Base[Backend]):
     ) -> bool:
         if found is None:
             return False
+        self._forget(found)
         if isinstance(found, Reservation):
             self.backend.settle_charges(self._now(), found.charges, amounts)
             return True
@@ -220,11 +284,19 @@ class Limiter(_Base[Backend]):
 
     def reset(self, who: Principal, *, include_balance: bool = False) -> None:
         """Forget the account's usage (and, only when asked, its prepaid balance)."""
+        self._forget((self.planner.account_slot(who.account), ""))
         self.backend.reset(self._reset_targets(who, include_balance))
 
     def top_up(self, who: Principal, meter: str, amount: int) -> int:
         """Add ``amount`` to the principal's balance on ``meter``; return the new balance."""
+        self._forget((self.planner.account_slot(who.account), ""))
         return self.backend.top_up(self._now(), self._top_up_op(who, meter, amount), amount)
+
+    def usage(self, who: Principal, days: int = 30) -> dict[str, dict[str, int]]:
+        """Daily totals per meter of the account, ``{"YYYY-MM-DD": {meter: amount}}``, for the
+        last ``days`` days in the plan's zone, oldest first, today last, idle days as zeros."""
+        query = usage_query(self.planner, who, self._now(), days)
+        return query.report(self.backend.read_states(query.ops))
 
     def close(self) -> None:
         self.backend.close()
@@ -240,6 +312,7 @@ class AsyncLimiter(_Base[AsyncBackend]):
     """The asyncio limiter: the methods of ``Limiter`` as coroutines."""
 
     _open = staticmethod(open_async_backend)
+    _guard_class = AsyncGuardedBackend
 
     async def acquire(
         self,
@@ -251,29 +324,24 @@ class AsyncLimiter(_Base[AsyncBackend]):
         features: Iterable[str] | None = None,
     ) -> Decision:
         observer = self.observer
-        start = time.perf_counter()
-        prep = self._prepare(who, cost, request_id, model, features)
-        if isinstance(prep, Decision):
-            if observer is not None:
-                observer.decision(prep, who.plan, time.perf_counter() - start)
-            return prep
-        if observer is None:
-            verdict = await self.backend.acquire(
-                prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms
-            )
-            return self.planner.decision(prep, verdict)
-        sent = time.perf_counter()
-        try:
-            verdict = await self.backend.acquire(
-                prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms
-            )
-        except Exception:
-            observer.backend_call("acquire", time.perf_counter() - sent, False)
-            raise
-        observer.backend_call("acquire", time.perf_counter() - sent, True)
-        decision = self.planner.decision(prep, verdict)
-        observer.decision(decision, who.plan, time.perf_counter() - start)
-        return decision
+        start = time.perf_counter() if observer is not None else 0.0
+        prep = self._before(who, cost, request_id, model, features)
+        while isinstance(prep, Prepared):  # twice at most: again without denying shadow limits
+            args = (prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms)
+            if observer is None:
+                verdict = await self.backend.acquire(*args)
+            else:
+                sent = time.perf_counter()
+                try:
+                    verdict = await self.backend.acquire(*args)
+                except Exception:
+                    observer.backend_call("acquire", time.perf_counter() - sent, False)
+                    raise
+                observer.backend_call("acquire", time.perf_counter() - sent, True)
+            prep = self._after(prep, verdict)
+        if observer is not None:
+            observer.decision(prep, who.plan, time.perf_counter() - start)
+        return prep
 
     async def settle(
         self, target: Target, actual: Mapping[str, int], *, who: Principal | None = None
@@ -289,6 +357,7 @@ class AsyncLimiter(_Base[AsyncBackend]):
     ) -> bool:
         if found is None:
             return False
+        self._forget(found)
         if isinstance(found, Reservation):
             await self.backend.settle_charges(self._now(), found.charges, amounts)
             return True
@@ -299,10 +368,16 @@ class AsyncLimiter(_Base[AsyncBackend]):
         return self._states(pairs, await self.backend.peek(self._now(), [op for _, op in pairs]))
 
     async def reset(self, who: Principal, *, include_balance: bool = False) -> None:
+        self._forget((self.planner.account_slot(who.account), ""))
         await self.backend.reset(self._reset_targets(who, include_balance))
 
     async def top_up(self, who: Principal, meter: str, amount: int) -> int:
+        self._forget((self.planner.account_slot(who.account), ""))
         return await self.backend.top_up(self._now(), self._top_up_op(who, meter, amount), amount)
+
+    async def usage(self, who: Principal, days: int = 30) -> dict[str, dict[str, int]]:
+        query = usage_query(self.planner, who, self._now(), days)
+        return query.report(await self.backend.read_states(query.ops))
 
     async def close(self) -> None:
         await self.backend.close()

@@ -7,31 +7,84 @@ only in how they call their engine.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from math import gcd
+from typing import Any, TypeVar
 
 from .algorithms import Charge, Outcome, Params
 from .backends.base import Op, Verdict
+from .backends.fallback import store_unavailable
+from .blocks import Block
 from .catalog import Catalog, Plan, Principal
 from .decision import Decision, LimitState, Reservation
 from .errors import CostError
 from .keys import DEFAULT_SECRET, GLOBAL_SLOT, account_slot, field_name
 from .limit import Limit, parse_offset_ms
+from .usage import HISTORY, DayWindows, history_limits
 from .windows import WindowCache, to_ms
 
 
 @dataclass(frozen=True, slots=True)
+class Rule:
+    """What a decision needs of one limit, read once per catalog (pydantic attribute access
+    and property calls are not free on a path that runs per request)."""
+
+    limit: Limit
+    name: str
+    meter: str
+    algorithm: str
+    capacity: int
+    window: float | None
+    scope: str
+    status: int
+    code: str
+    static: Params | None  # params that depend neither on time nor on the principal
+    shadow: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Prepared:
-    """A decision ready for the engine: the limits and the ops that address them."""
+    """A decision ready for the engine: the rules and the ops that address them."""
 
     who: Principal
     plan: Plan
-    limits: tuple[Limit, ...]
+    rules: tuple[Rule, ...]
     ops: tuple[Op, ...]
     now: int
     request_id: str | None
     slot: str
+    shadow: frozenset[str] = frozenset()  # names of the shadow limits among ``rules``
+    shadow_denied: tuple[str, ...] = ()  # shadow limits that denied an earlier try
+
+
+#: Bound on each per-planner cache; cleared whole when full (costs one recomputation each).
+_CACHE_SIZE = 65_536
+
+V = TypeVar("V")
+
+
+def _bounded(cache: dict[Any, Any], value: V) -> V:
+    """``value``, after making room in ``cache`` for it (the caller stores it)."""
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    return value
+
+
+def static_params(limit: Limit) -> Params | None:
+    """Params that depend neither on time nor on the principal; None for window algorithms."""
+    algo, amount, period = limit.algorithm, limit.amount, limit.period_ms
+    if algo == "sliding_window":
+        return (amount, period, limit.precision)
+    if algo == "token_bucket":
+        g = gcd(amount, period)
+        return (amount // g, period // g, limit.capacity)
+    if algo == "balance":
+        return (limit.grant,)
+    if algo == "concurrency":
+        return (amount, period)  # (limit, lease)
+    return None
 
 
 class Planner:
@@ -41,9 +94,35 @@ class Planner:
         self.catalog = catalog
         self.secret = secret
         self.windows = WindowCache()
+        # Usage history ([usage] history_days): one never-denying limit per meter, in every plan.
+        self.history = history_limits(catalog)
+        self.days = DayWindows(catalog.usage.history_days)
         # Feature names that are also meters (native tools): a cost on one needs the feature.
         named = {f for plan in catalog.plans.values() for f in plan.features} - {"*"}
         self.metered_features = named & (catalog.meter_names | set(catalog.meters.aliases))
+        self._rules = {
+            name: tuple(self._rule(lim) for lim in (*plan.limits, *self.history))
+            for name, plan in catalog.plans.items()
+        }
+        self._selected: dict[tuple[str, tuple[str, ...]], tuple[Rule, ...]] = {}
+        self._shadow: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {}
+        self._entitled: dict[tuple[object, ...], tuple[str, str, str] | None] = {}
+        self._slots: dict[str, str] = {}
+
+    def _rule(self, lim: Limit) -> Rule:
+        return Rule(
+            lim,
+            lim.name,
+            lim.meter,
+            lim.algorithm,
+            lim.capacity,
+            lim.window_seconds,
+            lim.scope,
+            lim.status,
+            lim.code,
+            static_params(lim),
+            lim.shadow,
+        )
 
     # -- addressing --------------------------------------------------------------------------
 
@@ -62,12 +141,13 @@ class Planner:
 
     def params(self, who: Principal, plan: Plan, limit: Limit, now: int) -> Params:
         """The integer params of ``limit`` at ``now`` (windows computed here, not in engines)."""
+        return static_params(limit) or self.timed_params(who, plan, limit, now)
+
+    def timed_params(self, who: Principal, plan: Plan, limit: Limit, now: int) -> Params:
+        """Params of the window algorithms: the window holding ``now``."""
         algo, amount, period = limit.algorithm, limit.amount, limit.period_ms
-        if algo == "sliding_window":
-            return (amount, period, limit.precision)
-        if algo == "token_bucket":
-            g = gcd(amount, period)
-            return (amount // g, period // g, limit.capacity)
+        if algo == HISTORY:  # usage history: (day_start, day_end, keep_from) in the plan's zone
+            return self.days.params(now, self.catalog.zone_of(plan, limit))
         if algo == "fixed_window":
             offset = parse_offset_ms(limit.offset)
             start = (now - offset) // period * period + offset
@@ -79,17 +159,13 @@ class Planner:
             else:
                 start, end = self.windows.calendar(now, limit.unit, zone)
             return (amount, start, end)
-        if algo == "allowance":
-            if who.cycle_start is None:
-                raise CostError(
-                    f"limit {limit.name!r} is a one-time allowance that starts at the principal's"
-                    " cycle_start: give Principal(cycle_start=...)"
-                )
-            start = to_ms(who.cycle_start)
-            return (amount, start, start + period)
-        if algo == "balance":
-            return (limit.grant,)
-        return (amount, period)  # concurrency: (limit, lease)
+        if who.cycle_start is None:  # allowance
+            raise CostError(
+                f"limit {limit.name!r} is a one-time allowance that starts at the principal's"
+                " cycle_start: give Principal(cycle_start=...)"
+            )
+        start = to_ms(who.cycle_start)
+        return (amount, start, start + period)
 
     # -- acquire -----------------------------------------------------------------------------
 
@@ -107,34 +183,77 @@ class Planner:
         amounts = self.catalog.canonical(cost)
         if request_id is not None and (not isinstance(request_id, str) or not request_id):
             raise CostError(f"request_id must be a non-empty string, got {request_id!r}")
+        denial = self.entitlement(plan, model, tuple(cost), features)
+        if denial is not None:
+            return self._forbidden(who, now, *denial)
+        key = (plan.name, tuple(amounts))
+        rules = self._selected.get(key)
+        if rules is None:
+            rules = tuple(r for r in self._rules[plan.name] if r.meter in amounts)
+            self._selected[key] = _bounded(self._selected, rules)
+        slot = self.account_slot(who.account)
+        ops = tuple(
+            Op(
+                GLOBAL_SLOT if r.scope == "global" else slot,
+                field_name(r.name, "key", who.key, self.secret) if r.scope == "key" else r.name,
+                r.meter,
+                r.algorithm,
+                r.static or self.timed_params(who, plan, r.limit, now),
+                amounts[r.meter],
+            )
+            for r in rules
+        )
+        shadow = self._shadow.get(key)
+        if shadow is None:
+            shadow = self._shadow[key] = frozenset(r.name for r in rules if r.shadow)
+        return Prepared(who, plan, rules, ops, now, request_id, slot, shadow)
+
+    def account_slot(self, account: str) -> str:
+        slot = self._slots.get(account)
+        if slot is None:
+            slot = account_slot(account, self.secret)
+            self._slots[account] = _bounded(self._slots, slot)
+        return slot
+
+    def entitlement(
+        self,
+        plan: Plan,
+        model: str | None,
+        names: tuple[str, ...],
+        features: Iterable[str] | None,
+    ) -> tuple[str, str, str] | None:
+        """(what, code, message) of the first entitlement ``plan`` lacks, or None."""
+        if not (model is None or type(model) is str) or isinstance(features, str | bytes):
+            raise CostError(f"model must be a string and features a set of names: {model!r}")
+        try:
+            wanted = frozenset(features) if features else None
+        except TypeError:
+            raise CostError(f"features must be a set of feature names, got {features!r}") from None
+        key = (plan.name, model, names, wanted)
+        if key in self._entitled:
+            return self._entitled[key]
+        found = self._entitlement(plan, model, names, wanted or frozenset())
+        self._entitled[key] = _bounded(self._entitled, found)
+        return found
+
+    def _entitlement(
+        self, plan: Plan, model: str | None, names: tuple[str, ...], features: frozenset[str]
+    ) -> tuple[str, str, str] | None:
         if model is not None and not self.catalog.allows_model(plan, model):
             tier = self.catalog.tier_of(model)
-            return self._forbidden(
-                who,
-                now,
-                "model",
-                "model_not_allowed",
-                f"model {model!r} ({tier} tier) is not available on plan {plan.name!r}",
-            )
-        wanted = set(features or ())
+            msg = f"model {model!r} ({tier} tier) is not available on plan {plan.name!r}"
+            return "model", "model_not_allowed", msg
+        wanted = set(features)
         wanted.update(
             name
-            for name in cost
+            for name in names
             if name in self.metered_features or self.catalog.meter_of(name) in self.metered_features
         )
         for feature in sorted(wanted):
             if not self.catalog.allows_feature(plan, feature):
-                return self._forbidden(
-                    who,
-                    now,
-                    f"feature:{feature}",
-                    "feature_not_allowed",
-                    f"{feature!r} is not available on plan {plan.name!r}",
-                )
-        limits = tuple(lim for lim in plan.limits if lim.meter in amounts)
-        ops = tuple(self.op(who, plan, lim, now, amounts[lim.meter]) for lim in limits)
-        slot = account_slot(who.account, self.secret)
-        return Prepared(who, plan, limits, ops, now, request_id, slot)
+                msg = f"{feature!r} is not available on plan {plan.name!r}"
+                return f"feature:{feature}", "feature_not_allowed", msg
+        return None
 
     def _forbidden(self, who: Principal, now: int, what: str, code: str, msg: str) -> Decision:
         return Decision(
@@ -150,37 +269,54 @@ class Planner:
 
     def decision(self, prep: Prepared, verdict: Verdict) -> Decision:
         """The public Decision for an engine verdict (replays map outcomes by field)."""
-        by_field = dict(zip(verdict.fields, verdict.outcomes, strict=True))
+        if verdict.replayed:
+            by_field = dict(zip(verdict.fields, verdict.outcomes, strict=True))
+            pairs = [
+                (r, op, by_field[op.field])
+                for r, op in zip(prep.rules, prep.ops, strict=True)
+                if op.field in by_field
+            ]
+        else:
+            pairs = list(zip(prep.rules, prep.ops, verdict.outcomes, strict=True))
         states = tuple(
-            self.state(lim, op, by_field[op.field])
-            for lim, op in zip(prep.limits, prep.ops, strict=True)
-            if op.field in by_field
+            [self.rule_state(r, op, out) for r, op, out in pairs if r.algorithm != HISTORY]
         )
         if verdict.allowed:
             charges: tuple[Charge, ...] = ()
             if prep.request_id is None:  # no record kept: the handle carries the charges
                 charges = tuple(
-                    Charge(op.slot, op.field, op.meter, op.algorithm, op.params, o.anchor, op.cost)
-                    for op, o in zip(prep.ops, verdict.outcomes, strict=True)
+                    [
+                        Charge(
+                            op.slot,
+                            op.field,
+                            op.meter,
+                            op.algorithm,
+                            op.params,
+                            out.anchor,
+                            op.cost,
+                        )
+                        for _, op, out in pairs
+                    ]
                 )
             return Decision(
-                allowed=True,
-                status=200,
-                principal=prep.who,
-                now=prep.now / 1000,
-                states=states,
+                True,
+                200,
+                prep.who,
+                prep.now / 1000,
+                states,
                 request_id=prep.request_id,
                 reservation=Reservation(prep.request_id, prep.slot, charges),
                 replayed=verdict.replayed,
                 source=verdict.source,
+                shadow_denied=prep.shadow_denied,
                 header_config=self.catalog.headers,
             )
         denying = [s for s in states if not s.allowed]
         # The denial that binds longest: "never" beats any finite retry.
         worst = max(denying, key=lambda s: float("inf") if s.retry_after is None else s.retry_after)
         retry = None if any(s.retry_after is None for s in denying) else worst.retry_after
-        limit = next(lim for lim in prep.limits if lim.name == worst.name)
-        return Decision(
+        limit = next(r.limit for r in prep.rules if r.name == worst.name)
+        denial = Decision(
             allowed=False,
             principal=prep.who,
             now=prep.now / 1000,
@@ -193,28 +329,83 @@ class Planner:
             code=worst.code,
             message=self.message(prep.plan, limit, retry),
             source=verdict.source,
+            shadow_denied=prep.shadow_denied,
+        )
+        # The failure policy refused (store down, limit fails closed): 503, not the limit's.
+        return store_unavailable(denial) if verdict.source == "deny" else denial
+
+    def blocked(self, prep: Prepared, block: Block) -> Decision:
+        """The denial the block cache answers with: the remembered limit, its retry-after
+        counted down to ``prep.now`` (a lower bound when this cost is larger)."""
+        rule, op = prep.rules[block.index], prep.ops[block.index]
+        retry = block.until - prep.now
+        out = Outcome(False, block.remaining, max(0, block.reset_at - prep.now), retry)
+        return Decision(
+            allowed=False,
+            principal=prep.who,
+            now=prep.now / 1000,
+            states=(self.rule_state(rule, op, out),),
+            header_config=self.catalog.headers,
+            status=rule.status,
+            denied_by=rule.name,
+            retry_after=retry / 1000,
+            code=rule.code,
+            message=self.message(prep.plan, rule.limit, retry / 1000),
+            source="cache",
+        )
+
+    @staticmethod
+    def without_shadow(prep: Prepared, denied: tuple[str, ...]) -> Prepared:
+        """``prep`` again without its shadow limits, remembering which of them denied."""
+        kept = [(r, op) for r, op in zip(prep.rules, prep.ops, strict=True) if not r.shadow]
+        return dataclasses.replace(
+            prep,
+            rules=tuple(r for r, _ in kept),
+            ops=tuple(op for _, op in kept),
+            shadow=frozenset(),
+            shadow_denied=denied,
+        )
+
+    @staticmethod
+    def shadowed(prep: Prepared, denial: Decision, denied: tuple[str, ...]) -> Decision:
+        """Shadow mode for the whole limiter: the denial reported, the request admitted (and
+        charged nothing, so there is nothing to settle)."""
+        return dataclasses.replace(
+            denial,
+            allowed=True,
+            status=200,
+            denied_by=None,
+            retry_after=None,
+            code=None,
+            message=None,
+            reservation=Reservation(prep.request_id, prep.slot, (), open=False),
+            shadow_denied=denied,
         )
 
     def state(self, limit: Limit, op: Op, out: Outcome) -> LimitState:
-        window = limit.window_seconds
-        if limit.algorithm == "calendar":
+        """The LimitState of ``limit`` for one engine outcome (peeks and top-ups)."""
+        return self.rule_state(self._rule(limit), op, out)
+
+    @staticmethod
+    def rule_state(r: Rule, op: Op, out: Outcome) -> LimitState:
+        window = r.window
+        if r.algorithm == "calendar":
             window = (op.params[2] - op.params[1]) / 1000
+        retry = out.retry_after
         return LimitState(
-            name=limit.name,
-            meter=limit.meter,
-            algorithm=limit.algorithm,
+            r.name,
+            r.meter,
+            r.algorithm,
             # A balance's "limit" is its grant, or more after top-ups: never below what remains.
-            limit=max(limit.capacity, out.remaining)
-            if limit.algorithm == "balance"
-            else limit.capacity,
-            remaining=out.remaining,
-            reset_after=out.reset_after / 1000,
-            retry_after=None if out.retry_after is None else out.retry_after / 1000,
-            window=window,
-            scope=limit.scope,
-            allowed=out.allowed,
-            status=limit.status,
-            code=limit.code,
+            max(r.capacity, out.remaining) if r.algorithm == "balance" else r.capacity,
+            out.remaining,
+            out.reset_after / 1000,
+            None if retry is None else retry / 1000,
+            window,
+            r.scope,
+            out.allowed,
+            r.status,
+            r.code,
         )
 
     @staticmethod

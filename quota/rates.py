@@ -35,19 +35,19 @@ def parse_rate(text: str) -> Rate:
 
 def parse_duration_ms(value: str | int | float) -> int:
     """Milliseconds of a duration: seconds as a number, or text like '7 days', 'minute', '90 s'."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"bad duration {value!r}")
     if isinstance(value, int | float):
-        if value <= 0:
-            raise ValueError(f"duration must be positive, got {value!r}")
+        if not 0 < value < 1e15:  # also NaN and infinity
+            raise ValueError(f"duration must be positive and finite, got {value!r}")
         return round(value * 1000)
     text = value.strip()
     parts = text.split()
     if len(parts) == 2 and parts[1] in ("s", "sec", "ms"):
         number = float(parts[0])
         ms = number * (1 if parts[1] == "ms" else 1000)
-        if ms <= 0:
-            raise ValueError(f"duration must be positive, got {text!r}")
+        if not 0 < ms < 1e18:  # also NaN and infinity
+            raise ValueError(f"duration must be positive and finite, got {text!r}")
         return round(ms)
     try:
         return parse_rate(f"1/{text}").period_ms

@@ -63,19 +63,19 @@ def test_bad_keys_files(tmp_path: Path, text: str, match: str) -> None:
         load_keys(path, ZYLA)
 
 
-def test_a_bad_keys_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_keys_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "keys.json"
     path.write_text('{"sk-a": {"account": "a", "plan": "gold"}}')
-    assert main(["serve", "--keys", str(path)]) == 1
+    assert main(["serve", "--keys", str(path)]) == 2
     assert "unknown plan 'gold'" in capsys.readouterr().err
-    assert main(["serve", "--catalog", str(tmp_path / "none.toml")]) == 1
+    assert main(["serve", "--catalog", str(tmp_path / "none.toml")]) == 2
 
 
 def test_serve_without_uvicorn_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the extra were not installed
-    assert main(["serve"]) == 1
+    assert main(["serve"]) == 2
     assert "pip install 'quota[server]'" in capsys.readouterr().err
 
 

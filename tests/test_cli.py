@@ -165,7 +165,7 @@ def test_demo_is_deterministic(demo: str) -> None:
 
 def test_demo_unknown_backend_is_a_clean_error() -> None:
     proc = run("demo", "--backend", "nosuch://x")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # bad input
     assert proc.stderr.startswith("quota: error: unknown storage URL 'nosuch://x'")
     assert "Traceback" not in proc.stderr
 
@@ -262,7 +262,7 @@ def test_version_and_missing_catalog() -> None:
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"quota {quota.__version__}"
     proc = run("plans", "nosuch")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr == (
         "quota: error: no catalog named 'nosuch': not a built-in (zyla, zylo) and no such file\n"
     )

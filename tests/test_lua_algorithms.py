@@ -82,6 +82,9 @@ def params(draw: st.DrawFn, algorithm: str) -> tuple[int, ...]:
         return (draw(n(1, 5)), draw(n(1, 9)), draw(n(1, 12)))
     if algorithm == "balance":
         return (draw(n(0, 30) | st.just(MAX_SAFE - 5)),)
+    if algorithm == "history":  # (day_start, day_end, keep_from): tiny days, 1 to 4 kept
+        size = draw(n(1, 9))
+        return (0, size, -(draw(n(1, 4)) - 1) * size)
     start = draw(n(0, 60))
     return (draw(n(1, 15)), start, start + draw(n(1, 60)))
 
@@ -107,6 +110,10 @@ def runs(draw: st.DrawFn) -> tuple[str, list[tuple[Any, ...]]]:
             size = p[2] - p[1]
             start = now // size * size
             p = (p[0], start, start + size)
+        if algorithm == "history":  # the day holding ``now`` and the oldest day kept
+            size, span = p[1] - p[0], p[1] - p[2]
+            start = now // size * size
+            p = (start, start + size, start + size - span)
         move = draw(st.sampled_from(["acquire", "acquire", "settle", "expiry"]))
         if move == "acquire" or (not charges and move == "settle"):
             cost = draw(st.sampled_from([1, 1, 1, 0, 2, 3, p[0], MAX_SAFE]))
@@ -144,7 +151,7 @@ def test_lua_step_functions_match_python(client: redis.Redis, run: Any) -> None:
 
 def test_outcome_fields_are_what_the_harness_compares() -> None:
     # The harness prints allowed, remaining, reset_after, retry_after, anchor: all of Outcome.
-    assert [f for f in Outcome.__dataclass_fields__] == [
+    assert list(Outcome._fields) == [
         "allowed",
         "remaining",
         "reset_after",

@@ -64,7 +64,7 @@ def test_concurrent_decisions_share_pipelines_and_stay_exact(
     async def run() -> tuple[list[quota.Decision], Any]:
         clock = FakeClock()
         async with quota.AsyncLimiter(CATALOG, _url(request, engine), clock=clock) as lim:
-            backend = lim.backend
+            backend = lim.backend.primary  # the engine behind the failure guard
             assert isinstance(backend, AsyncRedisBackend) and backend.batcher is not None
             decisions = await _hammer(lim, accounts=8, each=64)
             return decisions, backend.batcher
@@ -97,7 +97,7 @@ def test_noscript_inside_a_pipeline_reloads_and_retries(
 def test_batching_can_be_turned_off(request: pytest.FixtureRequest) -> None:
     async def run() -> int:
         async with quota.AsyncLimiter(
-            CATALOG, _url(request, "redis", "batch=0"), clock=FakeClock()
+            CATALOG, _url(request, "redis", "batch=0"), clock=FakeClock(), on_error="raise"
         ) as lim:
             assert isinstance(lim.backend, AsyncRedisBackend) and lim.backend.batcher is None
             return sum(d.allowed for d in await _hammer(lim, accounts=2, each=60))
@@ -108,3 +108,38 @@ def test_batching_can_be_turned_off(request: pytest.FixtureRequest) -> None:
 def test_a_bad_batch_option_is_a_config_error() -> None:
     with pytest.raises(quota.ConfigError, match=r"bad value .maybe. for batch"):
         quota.AsyncLimiter(CATALOG, "redis://127.0.0.1:1/0?batch=maybe")
+
+
+def test_one_server_batches_into_one_script_call_and_isolates_a_failing_call(
+    redis_port: int,
+) -> None:
+    """On one server a batch is ONE EVALSHA (the script's "batch" command); a call that fails
+    inside it fails alone, and the others are answered."""
+    server = redis.Redis(port=redis_port)
+
+    async def run() -> tuple[list[Any], int]:
+        url = f"redis://127.0.0.1:{redis_port}/0?prefix=b{next(_names)}"
+        async with quota.AsyncLimiter(CATALOG, url, clock=FakeClock()) as lim:
+            backend = lim.backend.primary
+            assert isinstance(backend, AsyncRedisBackend) and backend.batcher is not None
+            batcher = backend.batcher
+            await _hammer(lim, accounts=1, each=1)  # connected, script loaded
+            server.config_resetstat()
+            before = batcher.pipelines
+            decisions = await _hammer(lim, accounts=16, each=4)
+            assert all(d.allowed for d in decisions)
+            evalsha = int(server.info("commandstats")["cmdstat_evalsha"]["calls"])
+            assert evalsha == batcher.pipelines - before == 1  # 64 decisions, one call
+            good = ["peek", 0, "0", 0]  # a peek of no ops: an empty reply
+            results = await asyncio.gather(
+                batcher.call([], good),
+                batcher.call([], ["no_such_command"]),
+                batcher.call([], good),
+                return_exceptions=True,
+            )
+            return results, evalsha
+
+    results, _ = asyncio.run(run())
+    assert results[0] == [] and results[2] == []
+    assert isinstance(results[1], quota.BackendError)
+    server.close()

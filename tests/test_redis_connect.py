@@ -212,5 +212,6 @@ def test_an_unknown_option_is_a_config_error(
 
 def test_an_unreachable_cluster_is_a_backend_error() -> None:
     with pytest.raises(quota.BackendError):
-        lim = quota.Limiter(ZYLO, f"redis+cluster://127.0.0.1:{free_port()}", clock=FakeClock())
+        url = f"redis+cluster://127.0.0.1:{free_port()}"
+        lim = quota.Limiter(ZYLO, url, clock=FakeClock(), on_error="raise")
         lim.acquire(P, COST)

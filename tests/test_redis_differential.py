@@ -28,6 +28,7 @@ from quota.backends.redis import RedisBackend
 DIFF: dict[str, Any] = {
     "name": "diff",
     "meters": {"names": ["requests", "tokens", "credits", "tool"], "aliases": {"tool_x": "tool"}},
+    "usage": {"history_days": 2},  # the history algorithm on every meter; 2-day steps prune
     "plans": {
         "a": {
             "timezone": "Asia/Kathmandu",
@@ -91,6 +92,7 @@ DIFF: dict[str, Any] = {
 }
 CATALOG = quota.Catalog.load(DIFF)
 ALGORITHMS = {lim.name: lim.algorithm for p in CATALOG.plans.values() for lim in p.limits}
+ALGORITHMS |= {f"@{meter}": "history" for meter in CATALOG.meter_names}  # usage history
 CYCLE = START - dt.timedelta(hours=20)
 PRINCIPALS = [
     quota.Principal(account="acct-A", plan="a", key="sk-1"),
@@ -122,6 +124,7 @@ step = st.one_of(
     st.tuples(st.just("release"), st.integers(0, 30)),
     st.tuples(st.just("settle_id"), who, st.sampled_from(["r1", "r2", "r3"]), actual),
     st.tuples(st.just("peek"), who),
+    st.tuples(st.just("usage"), who),
     st.tuples(st.just("reset"), who, st.booleans()),
     st.tuples(st.just("top_up"), who, st.integers(1, 400)),
 )
@@ -148,6 +151,8 @@ def play(lim: quota.Limiter, clock: FakeClock, steps: list[tuple[Any, ...]]) -> 
                 out.append(lim.settle(s[2], s[3], who=PRINCIPALS[s[1]]))
             elif s[0] == "peek":
                 out.append(lim.peek(PRINCIPALS[s[1]]))
+            elif s[0] == "usage":
+                out.append(lim.usage(PRINCIPALS[s[1]], days=2))
             elif s[0] == "reset":
                 out.append(lim.reset(PRINCIPALS[s[1]], include_balance=s[2]))
             else:

@@ -6,12 +6,13 @@ Engines (the memory backend, the Redis Lua scripts) must reproduce these functio
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 from .balance import Balance
 from .base import MAX_SAFE, Algorithm, Outcome, Params, State, ceil_div
 from .buckets import TokenBucket
 from .counters import Allowance, WindowCounter
+from .history import History
 from .logs import Concurrency, SlidingWindow
 
 #: Algorithm name (as written in plan files) -> its step functions. ``fixed_window`` and
@@ -24,11 +25,11 @@ ALGORITHMS: dict[str, Algorithm] = {
     "allowance": Allowance(),
     "balance": Balance(),
     "concurrency": Concurrency(),
+    "history": History(),
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """One limit's part of a decision: which algorithm, with which params, for which cost."""
 
     algorithm: str
@@ -36,8 +37,21 @@ class Step:
     cost: int
 
 
+class StepLike(Protocol):
+    """Anything that names an algorithm, its params and a cost (a ``Step``, an engine's op)."""
+
+    @property
+    def algorithm(self) -> str: ...
+
+    @property
+    def params(self) -> Params: ...
+
+    @property
+    def cost(self) -> int: ...
+
+
 def decide(
-    states: Sequence[State], now: int, steps: Sequence[Step]
+    states: Sequence[State], now: int, steps: Sequence[StepLike]
 ) -> tuple[bool, list[Outcome], list[State]]:
     """Evaluate every step; charge all of them or none.
 
@@ -63,8 +77,7 @@ def peek(state: State, now: int, step: Step) -> Outcome:
     return ALGORITHMS[step.algorithm].acquire(state, now, step.params, step.cost)[1]
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
     """What an admitted step charged: kept in the reservation record to settle it later."""
 
     slot: str
@@ -99,11 +112,13 @@ __all__ = [
     "Balance",
     "Charge",
     "Concurrency",
+    "History",
     "Outcome",
     "Params",
     "SlidingWindow",
     "State",
     "Step",
+    "StepLike",
     "TokenBucket",
     "WindowCounter",
     "ceil_div",

@@ -8,8 +8,7 @@ an integer below 2**53 makes Lua's doubles agree with Python to the last unit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 State = tuple[int, ...]
 Params = tuple[int, ...]
@@ -18,8 +17,7 @@ Params = tuple[int, ...]
 MAX_SAFE = 2**53 - 1
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What one limit says about one cost at one instant.
 
     ``remaining``: what is left after this cost when allowed, before it when denied.

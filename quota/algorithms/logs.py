@@ -13,12 +13,13 @@ SKEW_MS = 1_000
 
 
 def _live(state: State, now: int, span: int) -> list[int]:
-    """The entries of ``state`` still inside the span ending at ``now`` (flat list)."""
-    out: list[int] = []
-    for i in range(0, len(state), 2):
-        if state[i] + span > now:
-            out.extend(state[i : i + 2])
-    return out
+    """The entries of ``state`` still inside the span ending at ``now`` (flat list).
+
+    Times ascend, so the expired entries are a prefix."""
+    i, n = 0, len(state)
+    while i < n and state[i] + span <= now:
+        i += 2
+    return list(state[i:])
 
 
 def _used(log: list[int]) -> int:
@@ -56,11 +57,9 @@ def _compress(log: list[int], precision: int) -> None:
     Merged amounts expire late, never early, so the window can only over-count: never over-admit.
     """
     while len(log) // 2 > precision:
-        best = 0
-        gap = log[2] - log[0]
-        for i in range(2, len(log) - 2, 2):
-            if log[i + 2] - log[i] < gap:
-                best, gap = i, log[i + 2] - log[i]
+        # The first of the smallest gaps between adjacent times (ties: the oldest pair).
+        gaps = [b - a for a, b in zip(log[0:-2:2], log[2::2])]
+        best = 2 * gaps.index(min(gaps))
         log[best + 3] += log[best + 1]
         del log[best : best + 2]
 

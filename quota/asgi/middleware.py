@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from .profile import BODY_KINDS, Call, OpenAIProfile
 from .responses import ApiError, bad_request, send_error, send_json, unavailable
 from .settle import Settlement
 from .types import ASGIApp, Message, Receive, Scope, Send
+from .views import serve_view, view_paths
 
 log = logging.getLogger("quota.asgi")
 
@@ -50,6 +51,8 @@ class QuotaMiddleware:
     ``time.monotonic``). ``public_paths``: exact
     paths that pass without a key and uncharged (health checks). ``OPTIONS`` requests (CORS
     preflight) and non-HTTP scopes (lifespan, websocket) pass through untouched.
+    ``views=True`` answers ``GET /stats`` and ``GET /validate`` here (``quota.views``; a
+    mapping ``{path: "stats" | "validate"}`` picks the paths), charging nothing.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class QuotaMiddleware:
         public_paths: Iterable[str] = (),
         offload: bool | None = None,
         key_clock: Callable[[], float] | None = None,
+        views: bool | Mapping[str, str] = False,
     ) -> None:
         if isinstance(profile, str):
             if profile != "openai":
@@ -83,6 +87,7 @@ class QuotaMiddleware:
             resolve, ttl=key_ttl, negative_ttl=negative_key_ttl, max_size=key_cache_size, **extra
         )
         self.public_paths = frozenset(public_paths)
+        self.views = view_paths(views)
         if offload is None:
             offload = isinstance(limiter, Limiter) and not isinstance(
                 limiter.backend, MemoryBackend
@@ -96,6 +101,10 @@ class QuotaMiddleware:
         path = _path(scope)
         if path in self.public_paths:
             await self.app(scope, receive, send)
+            return
+        view = self.views.get(path.rstrip("/") or "/") if self.views else None
+        if view is not None and scope["method"] == "GET":
+            await serve_view(self, view, scope, send)
             return
         try:
             who, call, receive = await self._admit(scope, receive, path)

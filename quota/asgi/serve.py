@@ -10,15 +10,18 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..catalog import Catalog, Principal
 from ..errors import ConfigError
 from ..limiter import AsyncLimiter
 from .identity import MAX_KEY_LENGTH
 from .middleware import QuotaMiddleware
-from .types import Receive, Scope, Send
+from .types import ASGIApp, Receive, Scope, Send
 from .upstream import DEFAULT_MODELS, StandInUpstream
+
+if TYPE_CHECKING:
+    from ..metrics import PrometheusMetrics
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -76,15 +79,25 @@ def load_keys(path: str | Path, catalog: Catalog) -> dict[str, Principal]:
 
 class Gateway:
     """The served app: the middleware around the stand-in upstream; closes the limiter at
-    lifespan shutdown."""
+    lifespan shutdown. With ``metrics`` (the limiter's observer), ``/metrics`` answers its
+    Prometheus exposition, outside the middleware (no key, never charged)."""
 
-    def __init__(self, limiter: AsyncLimiter, keys: Mapping[str, Principal]) -> None:
+    def __init__(
+        self,
+        limiter: AsyncLimiter,
+        keys: Mapping[str, Principal],
+        metrics: PrometheusMetrics | None = None,
+    ) -> None:
         catalog = limiter.catalog
         models = [m for m in catalog.models if not any(c in m for c in "*?[")]
         upstream = StandInUpstream([*models, BASIC_MODEL] if models else DEFAULT_MODELS)
         self.limiter = limiter
         self.keys = dict(keys)
-        self.app = QuotaMiddleware(upstream, limiter=limiter, resolve=self.keys.get)
+        self.app: ASGIApp = QuotaMiddleware(upstream, limiter=limiter, resolve=self.keys.get)
+        if metrics is not None:
+            from ..metrics import with_metrics
+
+            self.app = with_metrics(self.app, metrics.registry)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -101,10 +114,17 @@ class Gateway:
 
 
 def banner(
-    catalog: Catalog, backend: str, keys: Mapping[str, Principal], url: str, demo: bool
+    catalog: Catalog,
+    backend: str,
+    keys: Mapping[str, Principal],
+    url: str,
+    demo: bool,
+    metrics: bool = False,
 ) -> str:
     """What ``quota serve`` prints before it starts: the keys and a request to try."""
     lines = [f"quota serve: catalog {catalog.name!r}, storage {backend}, at {url}"]
+    if metrics:
+        lines.append(f"Prometheus metrics at {url}/metrics")
     if demo:
         lines.append("demo keys (one account per plan):")
         width = max(len(k) for k in keys)
@@ -121,8 +141,16 @@ def banner(
     return "\n".join(lines)
 
 
-def run(catalog_source: str, backend: str, keys_file: str | None, host: str, port: int) -> int:
-    """Serve until interrupted; ConfigError when uvicorn is missing or an input is bad."""
+def run(
+    catalog_source: str,
+    backend: str,
+    keys_file: str | None,
+    host: str,
+    port: int,
+    metrics: bool = False,
+) -> int:
+    """Serve until interrupted; ConfigError when uvicorn (or, with ``metrics``,
+    prometheus-client) is missing or an input is bad."""
     try:
         import uvicorn
     except ImportError:
@@ -132,10 +160,16 @@ def run(catalog_source: str, backend: str, keys_file: str | None, host: str, por
     catalog = Catalog.load(catalog_source)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     keys = load_keys(keys_file, catalog) if keys_file else demo_keys(catalog, now)
-    limiter = AsyncLimiter(catalog, backend)
+    observer = None
+    if metrics:
+        from ..metrics import PrometheusMetrics
+
+        observer = PrometheusMetrics()  # the global registry: process metrics come along
+    limiter = AsyncLimiter(catalog, backend, observer=observer)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-    print(banner(catalog, backend, keys, url, keys_file is None), flush=True)
-    config = uvicorn.Config(Gateway(limiter, keys), host=host, port=port, log_level="info")
+    print(banner(catalog, backend, keys, url, keys_file is None, metrics), flush=True)
+    app = Gateway(limiter, keys, observer)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info")
     uvicorn.Server(config).run()
     sys.stdout.flush()
     return 0

@@ -8,14 +8,12 @@ nothing of plans, calendars or HTTP, which is what keeps the Lua transcription s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from ..algorithms import Charge, Outcome, Params
+from ..algorithms import Charge, Outcome, Params, State
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
+class Op(NamedTuple):
     """One limit's part of a decision, addressed by storage slot and field."""
 
     slot: str
@@ -26,8 +24,7 @@ class Op:
     cost: int
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """An engine's answer to one acquire: all charged or none, one outcome per op.
 
     ``replayed``: the request id was seen before; the first verdict is returned and nothing is
@@ -77,6 +74,11 @@ class Backend(Protocol):
         """Add ``amount`` to the balance ``op`` addresses; return the new balance."""
         ...
 
+    def read_states(self, ops: Sequence[Op]) -> list[State]:
+        """The raw stored state each op addresses (``()`` when none), changing nothing: how
+        usage history is read."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -100,5 +102,7 @@ class AsyncBackend(Protocol):
     async def reset(self, targets: Sequence[tuple[str, str]]) -> None: ...
 
     async def top_up(self, now: int, op: Op, amount: int) -> int: ...
+
+    async def read_states(self, ops: Sequence[Op]) -> list[State]: ...
 
     async def close(self) -> None: ...

@@ -106,8 +106,7 @@ class MemoryBackend:
                     return Verdict(v.allowed, v.outcomes, v.fields, replayed=True)
             keys = [(op.slot, op.field) for op in ops]
             states = [self._load(k) for k in keys]
-            steps = [Step(op.algorithm, op.params, op.cost) for op in ops]
-            allowed, outcomes, new = decide(states, now, steps)
+            allowed, outcomes, new = decide(states, now, ops)
             verdict = Verdict(allowed, tuple(outcomes), tuple(op.field for op in ops))
             if not allowed:
                 return verdict
@@ -169,6 +168,10 @@ class MemoryBackend:
             self._store(key, state, None, now)
             return state[0]
 
+    def read_states(self, ops: Sequence[Op]) -> list[State]:
+        with self._lock:
+            return [self._load((op.slot, op.field)) for op in ops]
+
     def close(self) -> None:
         """Nothing to release; state stays readable until the object is dropped."""
 
@@ -216,6 +219,9 @@ class AsyncMemoryBackend:
 
     async def top_up(self, now: int, op: Op, amount: int) -> int:
         return self.engine.top_up(now, op, amount)
+
+    async def read_states(self, ops: Sequence[Op]) -> list[State]:
+        return self.engine.read_states(ops)
 
     async def close(self) -> None:
         self.engine.close()

@@ -86,6 +86,19 @@ class _Shared:
                 raise backend_error(exc) from exc
         return self._client
 
+    def _keys_of(self, ops: Sequence[Op]) -> dict[str, list[int]]:
+        """Key -> indexes of the ops whose fields it holds (read_states: one HMGET per key)."""
+        out: dict[str, list[int]] = {}
+        for i, op in enumerate(ops):
+            if op.algorithm == "history":
+                key = self.layout.history(op.slot)
+            elif op.algorithm == "balance":
+                key = self.layout.balances(op.slot)
+            else:
+                key = self.layout.states(op.slot)
+            out.setdefault(key, []).append(i)
+        return out
+
     def _states(
         self, key: str, values: Mapping[str, str], algorithms: Mapping[str, str]
     ) -> Iterator[tuple[tuple[str, str], State]]:
@@ -163,6 +176,17 @@ class RedisBackend(_Shared):
     def top_up(self, now: int, op: Op, amount: int) -> int:
         return int(self._run(self.protocol.top_up(now, op, amount)))
 
+    def read_states(self, ops: Sequence[Op]) -> list[State]:
+        out: list[State] = [() for _ in ops]
+        for key, idx in self._keys_of(ops).items():
+            try:
+                raw = self.client.hmget(key, [ops[i].field for i in idx])
+            except ERRORS as exc:
+                raise backend_error(exc) from exc
+            for i, value in zip(idx, raw, strict=True):
+                out[i] = decode_state(ops[i].algorithm, value or "")
+        return out
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -196,7 +220,7 @@ class AsyncRedisBackend(_Shared):
     @property
     def batcher(self) -> Batcher | None:
         if self._batcher is None and self.batch:
-            self._batcher = Batcher(self.client)
+            self._batcher = Batcher(self.client, scripted=not self.cluster)
         return self._batcher
 
     @classmethod
@@ -264,6 +288,17 @@ class AsyncRedisBackend(_Shared):
 
     async def top_up(self, now: int, op: Op, amount: int) -> int:
         return int(await self._run(self.protocol.top_up(now, op, amount)))
+
+    async def read_states(self, ops: Sequence[Op]) -> list[State]:
+        out: list[State] = [() for _ in ops]
+        for key, idx in self._keys_of(ops).items():
+            try:
+                raw = await self.client.hmget(key, [ops[i].field for i in idx])
+            except ERRORS as exc:
+                raise backend_error(exc) from exc
+            for i, value in zip(idx, raw, strict=True):
+                out[i] = decode_state(ops[i].algorithm, value or "")
+        return out
 
     async def close(self) -> None:
         if self._client is not None:

@@ -55,12 +55,15 @@ async def evaluate(client: Any, keys: list[str], args: list[Arg]) -> Any:
 class Batcher:
     """Queues script calls and flushes them as pipelines, one per event-loop turn."""
 
-    def __init__(self, client: Any, max_batch: int = 256) -> None:
+    def __init__(self, client: Any, max_batch: int = 256, scripted: bool = False) -> None:
         self.client = client
         self.max_batch = max_batch
+        # One server: a batch is ONE script call ("batch" command) instead of a pipeline of
+        # calls, which spares redis-py's per-command pipeline work. Cluster: pipelines.
+        self.scripted = scripted
         self.queue: list[Call] = []
         self.scheduled = False
-        self.pipelines = 0  # pipelines sent (introspection for tests and benchmarks)
+        self.pipelines = 0  # round trips: pipelines or batch scripts (for tests and benchmarks)
         self.calls = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -92,6 +95,9 @@ class Batcher:
             else:
                 _settle(future, result)
             return
+        if self.scripted:
+            await self._scripted(batch)
+            return
         try:
             results = await self._pipeline(batch, script_sha())
             again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
@@ -102,6 +108,25 @@ class Batcher:
         except ERRORS as exc:
             for *_, future in batch:
                 _settle(future, backend_error(exc))
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            _settle(future, backend_error(result) if isinstance(result, BaseException) else result)
+
+    async def _scripted(self, batch: list[Call]) -> None:
+        self.pipelines += 1
+        keys: list[str] = []
+        counts: list[Arg] = ["batch", len(batch)]
+        args: list[Arg] = []
+        for call_keys, call_args, _ in batch:
+            keys.extend(call_keys)
+            args.extend(call_args)
+            counts.append(len(call_keys))
+            counts.append(len(call_args))
+        try:
+            results = await evaluate(self.client, keys, counts + args)
+        except BackendError as exc:
+            for *_, future in batch:
+                _settle(future, exc)
             return
         for (*_, future), result in zip(batch, results, strict=True):
             _settle(future, backend_error(result) if isinstance(result, BaseException) else result)

@@ -27,8 +27,9 @@ CODES = {
     "allowance": "a",
     "token_bucket": "t",
     "balance": "b",
+    "history": "h",
 }
-_LOGS = {"s", "c"}
+_LOGS = {"s", "c", "h"}
 
 Arg = str | int
 
@@ -70,6 +71,11 @@ class Layout:
     def balances(self, slot: str) -> str:
         return f"{self.prefix}:{{{slot}}}:p"
 
+    def history(self, slot: str) -> str:
+        """Usage history (``<prefix>:{<slot>}:h``): its values outgrow the 64-byte listpack
+        limit, so they stay out of the windowed hash; its TTL follows the latest expiry."""
+        return f"{self.prefix}:{{{slot}}}:h"
+
     def record(self, slot: str, account_slot: str, request_id: str) -> str:
         name = request_id if slot == account_slot else f"{account_slot}:{request_id}"
         return f"{self.prefix}:{{{slot}}}:r:{request_hash(name)}"
@@ -78,7 +84,7 @@ class Layout:
 @dataclass(frozen=True, slots=True)
 class Group:
     """Ops that one script call evaluates: the stores of ``slots`` (slot k holds stores 2k+1,
-    windowed, and 2k+2, balances)."""
+    windowed, and 2k+2, balances; then store 2n+k+1, its usage history, n = len(slots))."""
 
     slots: tuple[str, ...]
     ops: tuple[Op, ...]
@@ -87,9 +93,11 @@ class Group:
         out = [record or layout.states(self.slots[0])]
         for slot in self.slots:
             out += (layout.states(slot), layout.balances(slot))
-        return out
+        return out + [layout.history(slot) for slot in self.slots]  # after every slot's pair
 
     def store(self, slot: str, algorithm: str) -> int:
+        if algorithm == "history":
+            return 2 * len(self.slots) + self.slots.index(slot) + 1
         return 2 * self.slots.index(slot) + (2 if algorithm == "balance" else 1)
 
     def args(self, zero_cost: bool = False) -> list[Arg]:

@@ -9,6 +9,7 @@ default ``quota``) and ``batch`` (asyncio auto-batching, default true).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -160,6 +161,17 @@ def parse(url: str) -> Target:
     raise ConfigError(f"not a Redis storage URL: {url!r}")
 
 
+def _takes_maint_notifications() -> bool:
+    """Whether redis-py's asyncio connections accept ``maint_notifications_config`` (some 7.x
+    releases do; 7.4 refuses it with a TypeError on the first connection)."""
+    try:
+        from redis.asyncio.connection import AbstractConnection
+        from redis.maint_notifications import MaintNotificationsConfig  # noqa: F401
+    except ImportError:  # pragma: no cover - older redis-py
+        return False
+    return "maint_notifications_config" in inspect.signature(AbstractConnection.__init__).parameters
+
+
 def _build(
     target: Target, single: Any, cluster: Any, node: Any, sentinel: Any, pool: Any = None
 ) -> Any:
@@ -169,13 +181,11 @@ def _build(
             return single.from_url(target.url, **opts)
         opts.setdefault("max_connections", 64)
         opts.setdefault("timeout", opts.get("socket_timeout"))
-        try:  # redis-py >= 7: without this its asyncio pool keeps a dead connection after a
-            # server restart, and the first call after it fails
+        if _takes_maint_notifications():  # redis-py 7.x versions whose asyncio connections
+            # take it: without it the pool keeps a dead connection after a server restart
             from redis.maint_notifications import MaintNotificationsConfig
 
             opts["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
-        except ImportError:  # pragma: no cover - older redis-py
-            pass
         return single(connection_pool=pool.from_url(target.url, **opts))
     if target.kind == "cluster":
         return cluster(

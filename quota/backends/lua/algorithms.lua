@@ -297,6 +297,61 @@ local function bl_top_up(state, p, amount)
   return {MAX_SAFE}
 end
 
+-- history: daily totals, never denies ----------------------------------------------------
+
+local function hs_find(log, day)
+  for i = 1, #log, 2 do
+    if log[i] >= day then return i, log[i] == day end
+  end
+  return #log + 1, false
+end
+
+local function hs_add(log, day, delta)
+  local i, found = hs_find(log, day)
+  if found then
+    local amount = MAX_SAFE
+    if delta <= MAX_SAFE - log[i + 1] then amount = log[i + 1] + delta end
+    amount = math.max(0, amount)
+    if amount ~= 0 then
+      log[i + 1] = amount
+    else
+      table.remove(log, i)
+      table.remove(log, i)
+    end
+  elseif delta > 0 then
+    table.insert(log, i, delta)
+    table.insert(log, i, day)
+  end
+end
+
+local function hs_acquire(state, now, p, cost)
+  local start, keep = p[1], p[3]
+  local log = {}
+  for i = 1, #state, 2 do
+    if state[i] >= keep then
+      log[#log + 1] = state[i]
+      log[#log + 1] = state[i + 1]
+    end
+  end
+  if cost > 0 then hs_add(log, start, cost) end
+  local i, found = hs_find(log, start)
+  local total = 0
+  if found then total = log[i + 1] end
+  return log, {true, total, 0, 0, start}
+end
+
+local function hs_settle(state, now, p, anchor, charged, actual)
+  local log = {}
+  for i = 1, #state do log[i] = state[i] end
+  hs_add(log, anchor, actual - charged)
+  return log
+end
+
+local function hs_expiry(state, p)
+  if #state == 0 then return 0 end
+  return state[#state - 1] + (p[2] - p[3]) + (p[2] - p[1])
+end
+
 -- registry: one-letter codes chosen by the Python side (quota/backends/redis_codec.py) ----
 -- expiry nil = never (balances live in the account's persistent hash).
 
@@ -307,4 +362,5 @@ local ALGORITHMS = {
   a = {acquire = al_acquire, settle = wc_settle, expiry = al_expiry},
   t = {acquire = tb_acquire, settle = tb_settle, expiry = tb_expiry},
   b = {acquire = bl_acquire, settle = bl_settle, top_up = bl_top_up},
+  h = {acquire = hs_acquire, settle = hs_settle, expiry = hs_expiry, log = true},
 }

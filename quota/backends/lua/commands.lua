@@ -3,7 +3,12 @@
 -- KEYS[1] is the reservation record; KEYS[1 + s] is store s: 1 = the slot's hash of windowed
 -- states (its TTL follows the latest expiry written), 2 = the slot's persistent hash (balances).
 -- Stores 3 and 4 are the global slot's, passed when it shares the server (not on Cluster).
+-- After every slot's pair come the slots' usage-history hashes, one per slot, in order.
 -- ARGV[1] names the command; the layouts are written by quota/backends/redis_codec.py.
+
+-- K and A are the keys and arguments of the command being run: KEYS and ARGV, or one call's
+-- share of them inside a batch.
+local K, A = KEYS, ARGV
 
 local B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -81,48 +86,94 @@ end
 -- ops: store, field, code, params ("a:b:c"), cost, meter -- six ARGV each after a count
 local function read_ops(at)
   local ops = {}
-  for i = 0, tonumber(ARGV[at]) - 1 do
+  for i = 0, tonumber(A[at]) - 1 do
     local j = at + 1 + i * 6
     ops[#ops + 1] = {
-      store = ARGV[j], field = ARGV[j + 1], code = ARGV[j + 2], pstr = ARGV[j + 3],
-      params = numbers(ARGV[j + 3]), cost = tonumber(ARGV[j + 4]), meter = ARGV[j + 5],
+      store = A[j], field = A[j + 1], code = A[j + 2], pstr = A[j + 3],
+      params = numbers(A[j + 3]), cost = tonumber(A[j + 4]), meter = A[j + 5],
     }
   end
   return ops
 end
 
 local function key_of(op)
-  return KEYS[tonumber(op.store) + 1]
+  return K[tonumber(op.store) + 1]
 end
 
 local function load(op)
   return decode(op.code, redis.call("HGET", key_of(op), op.field))
 end
 
+-- Writes are staged per key and sent as one HSET and one HDEL per key (fewer redis.call).
+local function staged()
+  return {ttls = {}, sets = {}, dels = {}, order = {}}
+end
+
+local function stage(w, key, field, value)
+  if not w.sets[key] then
+    w.sets[key], w.dels[key] = {}, {}
+    w.order[#w.order + 1] = key
+  end
+  if value then
+    local s = w.sets[key]
+    s[#s + 1] = field
+    s[#s + 1] = value
+  else
+    local d = w.dels[key]
+    d[#d + 1] = field
+  end
+end
+
 -- Write a state as the memory engine stores it: nothing for an empty or expired state.
-local function write(now, ttls, op, state)
+local function write(now, w, op, state)
   local key, algo = key_of(op), ALGORITHMS[op.code]
   if #state == 0 then
-    redis.call("HDEL", key, op.field)
+    stage(w, key, op.field, nil)
     return
   end
   if not algo.expiry then
-    redis.call("HSET", key, op.field, encode(op.code, state))
+    stage(w, key, op.field, encode(op.code, state))
     return
   end
   local ttl = algo.expiry(state, op.params) - now
   if ttl <= 0 then
-    redis.call("HDEL", key, op.field)
+    stage(w, key, op.field, nil)
     return
   end
-  redis.call("HSET", key, op.field, encode(op.code, state))
-  if (ttls[key] or 0) < ttl then ttls[key] = ttl end
+  stage(w, key, op.field, encode(op.code, state))
+  if (w.ttls[key] or 0) < ttl then w.ttls[key] = ttl end
 end
 
-local function expire(ttls)
-  for key, ttl in pairs(ttls) do
+local function flush(w)
+  for _, key in ipairs(w.order) do
+    if #w.sets[key] > 0 then redis.call("HSET", key, unpack(w.sets[key])) end
+    if #w.dels[key] > 0 then redis.call("HDEL", key, unpack(w.dels[key])) end
+  end
+  for key, ttl in pairs(w.ttls) do
     if redis.call("PTTL", key) < ttl then redis.call("PEXPIRE", key, ttl) end
   end
+end
+
+-- The stored strings of ops' fields ("" when absent), one HMGET per key.
+local function read_all(ops)
+  local groups, order, raws = {}, {}, {}
+  for i, op in ipairs(ops) do
+    local key = key_of(op)
+    local g = groups[key]
+    if not g then
+      g = {fields = {}, at = {}}
+      groups[key] = g
+      order[#order + 1] = key
+    end
+    g.fields[#g.fields + 1] = op.field
+    g.at[#g.at + 1] = i
+  end
+  for _, key in ipairs(order) do
+    local g = groups[key]
+    local values = redis.call("HMGET", key, unpack(g.fields))
+    for j, i in ipairs(g.at) do raws[i] = values[j] or "" end
+  end
+  return raws
 end
 
 local function push(reply, field, out)
@@ -174,8 +225,8 @@ local function parse_record(rec)
 end
 
 local function cmd_acquire()
-  local now, ttl, linked = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-  local rec = ttl > 0 and redis.call("GET", KEYS[1])
+  local now, ttl, linked = tonumber(A[2]), tonumber(A[3]), A[4]
+  local rec = ttl > 0 and redis.call("GET", K[1])
   if rec then
     local r = parse_record(rec)
     if r.expires > now then
@@ -187,18 +238,15 @@ local function cmd_acquire()
     end
   end
   local ops = read_ops(5)
-  local states, befores = {}, {}
-  for i, op in ipairs(ops) do
-    befores[i] = redis.call("HGET", key_of(op), op.field) or ""
-    states[i] = decode(op.code, befores[i])
-  end
+  local states, befores = {}, read_all(ops)
+  for i, op in ipairs(ops) do states[i] = decode(op.code, befores[i]) end
   local allowed, outs, news = decide(states, now, ops)
   local reply = {allowed and 1 or 0, 0}
   for i, op in ipairs(ops) do push(reply, op.field, outs[i]) end
   if not allowed then return reply end
-  local ttls = {}
-  for i, op in ipairs(ops) do write(now, ttls, op, news[i]) end
-  expire(ttls)
+  local w = staged()
+  for i, op in ipairs(ops) do write(now, w, op, news[i]) end
+  flush(w)
   if ttl == 0 then return reply end
   local parts = {fmt(now + ttl) .. ",1," .. linked}
   for i, op in ipairs(ops) do
@@ -215,54 +263,54 @@ local function cmd_acquire()
     end
     record = record .. "#" .. table.concat(images, "!")
   end
-  redis.call("SET", KEYS[1], record, "PX", ttl)
+  redis.call("SET", K[1], record, "PX", ttl)
   return reply
 end
 
 local function settle_charges(now, r, actual)
-  local ttls = {}
-  for _, c in ipairs(r.charges) do
+  local w, raws = staged(), read_all(r.charges)
+  for i, c in ipairs(r.charges) do
     local amount = 0
     if actual then amount = actual[c.meter] or c.cost end
-    local new = ALGORITHMS[c.code].settle(load(c), now, c.params, c.anchor, c.cost, amount)
-    write(now, ttls, c, new)
+    local state = decode(c.code, raws[i])
+    write(now, w, c, ALGORITHMS[c.code].settle(state, now, c.params, c.anchor, c.cost, amount))
   end
-  expire(ttls)
+  flush(w)
 end
 
 -- "release", or "settle" followed by meter, amount pairs from ARGV[at] on
 local function actual_from(mode, at)
   if mode ~= "settle" then return nil end
   local actual = {}
-  for i = at, #ARGV, 2 do actual[ARGV[i]] = tonumber(ARGV[i + 1]) end
+  for i = at, #A, 2 do actual[A[i]] = tonumber(A[i + 1]) end
   return actual
 end
 
 local function cmd_settle()
-  local now = tonumber(ARGV[2])
-  local rec = redis.call("GET", KEYS[1])
+  local now = tonumber(A[2])
+  local rec = redis.call("GET", K[1])
   if not rec then return {0, ""} end
   local r = parse_record(rec)
   if r.expires <= now or not r.open then return {0, ""} end
-  settle_charges(now, r, actual_from(ARGV[3], 4))
+  settle_charges(now, r, actual_from(A[3], 4))
   local closed = string.gsub(rec, "^([^,]*),1,", "%1,0,", 1)
-  redis.call("SET", KEYS[1], closed, "KEEPTTL")
+  redis.call("SET", K[1], closed, "KEEPTTL")
   return {1, r.linked}
 end
 
 -- Settle charges the caller kept (no record): store, field, code, params, anchor, amount,
 -- meter for each of ARGV[4] charges, then the actual amounts.
 local function cmd_direct()
-  local now, n = tonumber(ARGV[2]), tonumber(ARGV[4])
+  local now, n = tonumber(A[2]), tonumber(A[4])
   local r = {charges = {}}
   for i = 0, n - 1 do
     local j = 5 + i * 7
     r.charges[#r.charges + 1] = {
-      store = ARGV[j], field = ARGV[j + 1], code = ARGV[j + 2], params = numbers(ARGV[j + 3]),
-      anchor = tonumber(ARGV[j + 4]), cost = tonumber(ARGV[j + 5]), meter = ARGV[j + 6],
+      store = A[j], field = A[j + 1], code = A[j + 2], params = numbers(A[j + 3]),
+      anchor = tonumber(A[j + 4]), cost = tonumber(A[j + 5]), meter = A[j + 6],
     }
   end
-  settle_charges(now, r, actual_from(ARGV[3], 5 + n * 7))
+  settle_charges(now, r, actual_from(A[3], 5 + n * 7))
   return 1
 end
 
@@ -283,19 +331,19 @@ end
 -- when nothing touched it since, else release the charge; forget the record; report the ops
 -- as they stand (cost 0), as the memory engine reports a denied decision's other limits.
 local function cmd_undo()
-  local now = tonumber(ARGV[2])
-  local rec = redis.call("GET", KEYS[1])
+  local now = tonumber(A[2])
+  local rec = redis.call("GET", K[1])
   if rec then
     local r = parse_record(rec)
     if r.open and r.expires > now then
       local restored = true
       for _, image in ipairs(r.images) do
-        local key = KEYS[tonumber(image[1]) + 1]
+        local key = K[tonumber(image[1]) + 1]
         if (redis.call("HGET", key, image[2]) or "") ~= image[4] then restored = false end
       end
       if restored then
         for _, image in ipairs(r.images) do
-          local key = KEYS[tonumber(image[1]) + 1]
+          local key = K[tonumber(image[1]) + 1]
           if image[3] == "" then
             redis.call("HDEL", key, image[2])
           else
@@ -306,22 +354,22 @@ local function cmd_undo()
         settle_charges(now, r, nil)
       end
     end
-    redis.call("DEL", KEYS[1])
+    redis.call("DEL", K[1])
   end
   return peek_ops(now, read_ops(3), true)
 end
 
 local function cmd_peek()
-  return peek_ops(tonumber(ARGV[2]), read_ops(4), ARGV[3] == "1")
+  return peek_ops(tonumber(A[2]), read_ops(4), A[3] == "1")
 end
 
 local function cmd_reset()
-  for i = 2, #ARGV, 2 do redis.call("HDEL", KEYS[tonumber(ARGV[i]) + 1], ARGV[i + 1]) end
+  for i = 2, #A, 2 do redis.call("HDEL", K[tonumber(A[i]) + 1], A[i + 1]) end
   return 1
 end
 
 local function cmd_top_up()
-  local amount = tonumber(ARGV[3])
+  local amount = tonumber(A[3])
   local op = read_ops(4)[1]
   local state = bl_top_up(load(op), op.params, amount)
   redis.call("HSET", key_of(op), op.field, encode(op.code, state))
@@ -333,4 +381,30 @@ local COMMANDS = {
   reset = cmd_reset, top_up = cmd_top_up,
 }
 
-return COMMANDS[ARGV[1]]()
+-- A batch: many calls' commands in one script run, so one event loop's concurrent decisions
+-- cost one round trip (single server only: on Cluster a script's keys share one slot).
+-- A[2] = n, then per call its number of keys and of arguments, then every call's arguments;
+-- KEYS holds every call's keys in order. One call's error is its own reply, not the batch's.
+local function cmd_batch()
+  local keys, args, n = KEYS, ARGV, tonumber(ARGV[2])
+  local kat, aat, replies = 1, 3 + 2 * n, {}
+  for i = 1, n do
+    local nk, na = tonumber(args[1 + 2 * i]), tonumber(args[2 + 2 * i])
+    K, A = {}, {}
+    for j = 1, nk do K[j] = keys[kat + j - 1] end
+    for j = 1, na do A[j] = args[aat + j - 1] end
+    kat, aat = kat + nk, aat + na
+    local ok, reply = pcall(COMMANDS[A[1]])
+    if ok then
+      replies[i] = reply
+    elseif type(reply) == "table" and reply.err then
+      replies[i] = reply
+    else
+      replies[i] = {err = tostring(reply)}
+    end
+  end
+  return replies
+end
+COMMANDS.batch = cmd_batch
+
+return COMMANDS[A[1]]()

@@ -1,0 +1,213 @@
+"""``quota usage``, ``quota reset`` and ``quota top-up``: an operator's view of one account.
+
+Each builds a ``Limiter`` on ``--backend`` (a shared store such as ``redis://`` in production),
+does one thing, and prints text or, with ``--json``, one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Mapping, Sequence
+
+from .catalog import Catalog, Principal
+from .decision import LimitState
+from .limiter import Limiter
+from .tables import Row, dollars, render, terminal_width
+
+MEMORY_NOTE = (
+    "quota: note: memory:// keeps state only inside this process: it starts empty and is gone"
+    " when the command exits. Pass --backend redis://HOST:PORT/DB to act on a gateway's store."
+)
+
+
+def add_account_arguments(parser: argparse.ArgumentParser, plan_required: bool) -> None:
+    """The options every account command shares."""
+    parser.add_argument("account", metavar="ACCOUNT", help="the account id")
+    parser.add_argument(
+        "--plan",
+        required=plan_required,
+        metavar="PLAN",
+        help="the account's plan" + ("" if plan_required else " (default: the catalog's first)"),
+    )
+    parser.add_argument("--key", metavar="KEY", help="an API key of the account (per-key limits)")
+    parser.add_argument(
+        "--cycle-start",
+        type=timestamp,
+        metavar="ISO",
+        help="billing-cycle anchor / trial start, e.g. 2026-01-31T10:00:00Z",
+    )
+    add_store_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--catalog", default="zylo", metavar="NAME_OR_FILE", help="catalog (default zylo)"
+    )
+    parser.add_argument(
+        "--backend", default="memory://", metavar="URL", help="storage URL (default memory://)"
+    )
+
+
+def timestamp(text: str) -> dt.datetime:
+    """An ISO 8601 time for ``--cycle-start``/``--start``; naive means UTC."""
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r}: expected ISO 8601 like 2026-01-31T10:00:00Z"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def principal(args: argparse.Namespace, catalog: Catalog) -> Principal:
+    plan = args.plan or next(iter(catalog.plans))
+    catalog.plan(plan)  # UnknownPlanError naming the known plans
+    return Principal(account=args.account, plan=plan, key=args.key, cycle_start=args.cycle_start)
+
+
+def open_limiter(args: argparse.Namespace) -> tuple[Catalog, Limiter]:
+    catalog = Catalog.load(args.catalog)
+    if args.backend.startswith("memory:"):
+        print(MEMORY_NOTE, file=sys.stderr)
+    return catalog, Limiter(catalog, args.backend)
+
+
+STATE_FIELDS = ("name", "meter", "algorithm", "scope", "limit", "remaining", "reset_after",
+                "retry_after", "window")  # fmt: skip
+
+
+def state_dict(state: LimitState) -> dict[str, object]:
+    """A limit's state as JSON-ready fields."""
+    return {name: getattr(state, name) for name in STATE_FIELDS}
+
+
+def amount_text(meter: str, amount: int) -> str:
+    return dollars(amount) if meter == "credits" else f"{amount:,}"
+
+
+def limited(states: Sequence[LimitState]) -> list[str]:
+    """The limits with nothing left (the next request on their meter is denied)."""
+    return [s.name for s in states if s.remaining <= 0]
+
+
+def _reset_text(state: LimitState) -> str:
+    if state.algorithm == "balance":
+        return "never"
+    return "-" if state.reset_after <= 0 else f"{state.reset_after:,.3f}".rstrip("0").rstrip(".")
+
+
+def states_table(states: Sequence[LimitState]) -> str:
+    rows: list[Row] = []
+    for s in states:
+        used = "-" if s.algorithm == "balance" else f"{max(s.limit - s.remaining, 0):,}"
+        rows.append(
+            [
+                s.name,
+                s.meter,
+                s.algorithm,
+                s.scope,
+                used,
+                "-" if s.algorithm == "balance" else f"{s.limit:,}",
+                amount_text(s.meter, s.remaining),
+                _reset_text(s),
+            ]
+        )
+    headers = ["limit", "meter", "algorithm", "scope", "used", "limit", "remaining", "reset (s)"]
+    return render(headers, rows, align="llllrrrr", width=terminal_width())
+
+
+def history_table(history: Mapping[str, Mapping[str, int]]) -> str | None:
+    """Days with usage (idle days left out) and a total row, for the meters used; None when
+    nothing was used in the period."""
+    days = [(day, totals) for day, totals in history.items() if any(totals.values())]
+    if not days:
+        return None
+    meters = [m for m in next(iter(history.values())) if any(t.get(m) for _, t in days)]
+    rows: list[Row] = [[day, *(totals.get(m, 0) for m in meters)] for day, totals in days]
+    rows.append(["total", *(sum(t.get(m, 0) for _, t in days) for m in meters)])
+    return render(["day", *meters], rows, align="l" + "r" * len(meters), width=terminal_width())
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Exit 0, or 1 when a limit of the account has nothing left."""
+    catalog, limiter = open_limiter(args)
+    with limiter:
+        who = principal(args, catalog)
+        states = limiter.peek(who)
+        usage = getattr(limiter, "usage", None)
+        history = usage(who, days=args.days) if usage is not None else None
+    exhausted = limited(states)
+    if args.json:
+        doc = {
+            "account": who.account,
+            "plan": who.plan,
+            "catalog": catalog.name,
+            "backend": args.backend,
+            "limits": [state_dict(s) for s in states],
+            "limited_by": exhausted,
+            "history": history,
+        }
+        print(json.dumps(doc, indent=2))
+        return 1 if exhausted else 0
+    print(f"account {who.account!r} on plan {who.plan!r} (catalog {catalog.name!r})")
+    print(states_table(states) if states else "no limits on this plan")
+    if history is None:
+        print("\nusage history: not available in this version of quota")
+    else:
+        text = history_table(history)
+        print(f"\nusage, last {args.days} days (idle days not shown):")
+        print(text or "  none recorded")
+    if exhausted:
+        print(f"\nlimited: {', '.join(exhausted)} (nothing left)")
+    return 1 if exhausted else 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    catalog, limiter = open_limiter(args)
+    with limiter:
+        who = principal(args, catalog)
+        limiter.reset(who, include_balance=args.include_balance)
+        states = limiter.peek(who)
+    if args.json:
+        doc = {
+            "account": who.account,
+            "reset": True,
+            "include_balance": args.include_balance,
+            "limits": [state_dict(s) for s in states],
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    kept = "" if args.include_balance else "; prepaid balances kept (--include-balance zeroes them)"
+    print(f"account {who.account!r}: usage reset{kept}")
+    return 0
+
+
+def cmd_top_up(args: argparse.Namespace) -> int:
+    catalog, limiter = open_limiter(args)
+    with limiter:
+        who = principal(args, catalog)
+        balance = limiter.top_up(who, args.meter, args.amount)
+    meter = catalog.meter_of(args.meter)
+    if args.json:
+        doc = {"account": who.account, "meter": meter, "added": args.amount, "balance": balance}
+        print(json.dumps(doc))
+        return 0
+    print(
+        f"account {who.account!r}: {meter} +{amount_text(meter, args.amount)},"
+        f" balance {amount_text(meter, balance)}"
+    )
+    return 0
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text.replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid amount {text!r}: expected an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid amount {text!r}: must be positive")
+    return value
