@@ -58,7 +58,7 @@ def _compress(log: list[int], precision: int) -> None:
     """
     while len(log) // 2 > precision:
         # The first of the smallest gaps between adjacent times (ties: the oldest pair).
-        gaps = [b - a for a, b in zip(log[0:-2:2], log[2::2])]
+        gaps = [b - a for a, b in zip(log[0:-2:2], log[2::2], strict=True)]
         best = 2 * gaps.index(min(gaps))
         log[best + 3] += log[best + 1]
         del log[best : best + 2]

@@ -14,18 +14,18 @@ local B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 local function b36(n)
   if n < 0 then return "-" .. b36(-n) end
-  if n == 0 then return "0" end
-  local digits = {}
+  if n < 36 then return string.sub(B36, n + 1, n + 1) end
+  local s = ""
   while n > 0 do
     local d = n % 36
-    digits[#digits + 1] = string.sub(B36, d + 1, d + 1)
+    s = string.sub(B36, d + 1, d + 1) .. s
     n = (n - d) / 36
   end
-  return string.reverse(table.concat(digits))
+  return s
 end
 
 local function unb36(s)
-  if string.sub(s, 1, 1) == "-" then return -tonumber(string.sub(s, 2), 36) end
+  if string.byte(s) == 45 then return -tonumber(string.sub(s, 2), 36) end -- "-"
   return tonumber(s, 36)
 end
 
@@ -64,12 +64,12 @@ local function decode(code, raw)
   local state = {}
   if not raw or raw == "" then return state end
   if ALGORITHMS[code].log then
-    local prev = 0
-    for _, part in ipairs(split(raw, ",")) do
-      local pair = split(part, ":")
-      prev = prev + unb36(pair[1])
-      state[#state + 1] = prev
-      state[#state + 1] = pair[2] and unb36(pair[2]) or 1
+    local prev, n = 0, 0
+    for t, amount in string.gmatch(raw, "([^,:]+):?([^,]*)") do
+      prev = prev + unb36(t)
+      state[n + 1] = prev
+      state[n + 2] = amount ~= "" and unb36(amount) or 1
+      n = n + 2
     end
   else
     for _, part in ipairs(split(raw, ",")) do state[#state + 1] = tonumber(part) end
