@@ -55,8 +55,9 @@ class Limit(BaseModel):
     lease: str | int = "5 minutes"
     grant: int = Field(default=0, ge=0)
     on_error: Literal["allow", "deny", "local"] | None = Field(
-        default=None, description="when the store fails; default: the limiter's, else deny for"
-        " balances and allow for the rest"
+        default=None,
+        description="when the store fails; default: the limiter's, else deny for"
+        " balances and allow for the rest",
     )
     shadow: bool = Field(
         default=False, description="evaluate and report (Decision.shadow_denied), never deny"
