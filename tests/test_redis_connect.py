@@ -215,3 +215,23 @@ def test_an_unreachable_cluster_is_a_backend_error() -> None:
         url = f"redis+cluster://127.0.0.1:{free_port()}"
         lim = quota.Limiter(ZYLO, url, clock=FakeClock(), on_error="raise")
         lim.acquire(P, COST)
+
+
+def test_asyncio_connections_pack_with_hiredis_exactly_as_redis_py_does() -> None:
+    """The asyncio pool's connections pack commands in C (redis-py packs them in Python, one
+    argument at a time): same bytes, multi-word commands split the same way."""
+    import redis.asyncio as aredis
+
+    from quota.backends.redis_connect import hiredis_packing
+
+    fast = hiredis_packing(aredis.Connection)(host="127.0.0.1", port=1)
+    slow = aredis.Connection(host="127.0.0.1", port=1)
+    for command in (
+        ("EVALSHA", "abc", 2, "k{1}", "k{1}:p", "acquire", 1795305600000, -1, "é"),
+        ("SCRIPT LOAD", "return 1"),
+        (b"CLIENT SETNAME", "quota"),
+    ):
+        assert b"".join(fast.pack_command(*command)) == b"".join(slow.pack_command(*command))
+    client = quota.AsyncLimiter("zylo", "redis://127.0.0.1:1/0", on_error="raise")
+    pool = client.backend.client.connection_pool
+    assert pool.connection_class.__name__.startswith("Hiredis")
