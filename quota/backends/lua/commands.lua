@@ -11,14 +11,15 @@
 local K, A = KEYS, ARGV
 
 local B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+local sub = string.sub
 
 local function b36(n)
   if n < 0 then return "-" .. b36(-n) end
-  if n < 36 then return string.sub(B36, n + 1, n + 1) end
+  if n < 36 then return sub(B36, n + 1, n + 1) end
   local s = ""
   while n > 0 do
     local d = n % 36
-    s = string.sub(B36, d + 1, d + 1) .. s
+    s = sub(B36, d + 1, d + 1) .. s
     n = (n - d) / 36
   end
   return s
@@ -47,12 +48,13 @@ end
 local function encode(code, state)
   local parts = {}
   if ALGORITHMS[code].log then
-    local prev = 0
+    local prev, n = 0, 0
     for i = 1, #state, 2 do
       local s = b36(state[i] - prev)
       prev = state[i]
       if state[i + 1] ~= 1 then s = s .. ":" .. b36(state[i + 1]) end
-      parts[#parts + 1] = s
+      n = n + 1
+      parts[n] = s
     end
   else
     for i = 1, #state do parts[i] = fmt(state[i]) end
