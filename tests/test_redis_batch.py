@@ -113,8 +113,9 @@ def test_a_bad_batch_option_is_a_config_error() -> None:
 def test_one_server_batches_into_one_script_call_and_isolates_a_failing_call(
     redis_port: int,
 ) -> None:
-    """On one server a batch is ONE EVALSHA (the script's "batch" command); a call that fails
-    inside it fails alone, and the others are answered."""
+    """On one server a batch is ONE EVALSHA (the script's "batch" command; a turn's calls are
+    split into a few batches so that the server and this process overlap); a call that fails
+    inside a batch fails alone, and the others are answered."""
     server = redis.Redis(port=redis_port)
 
     async def run() -> tuple[list[Any], int]:
@@ -129,7 +130,8 @@ def test_one_server_batches_into_one_script_call_and_isolates_a_failing_call(
             decisions = await _hammer(lim, accounts=16, each=4)
             assert all(d.allowed for d in decisions)
             evalsha = int(server.info("commandstats")["cmdstat_evalsha"]["calls"])
-            assert evalsha == batcher.pipelines - before == 1  # 64 decisions, one call
+            # 64 decisions in one turn: split into SPREAD batches, one script call each.
+            assert evalsha == batcher.pipelines - before == batcher.SPREAD
             good = ["peek", 0, "0", 0]  # a peek of no ops: an empty reply
             results = await asyncio.gather(
                 batcher.call([], good),

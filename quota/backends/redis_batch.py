@@ -55,6 +55,8 @@ async def evaluate(client: Any, keys: list[str], args: list[Arg]) -> Any:
 class Batcher:
     """Queues script calls and flushes them as pipelines, one per event-loop turn."""
 
+    SPREAD = 4  # batches a turn's calls are split into
+
     def __init__(self, client: Any, max_batch: int = 256, scripted: bool = False) -> None:
         self.client = client
         self.max_batch = max_batch
@@ -78,8 +80,12 @@ class Batcher:
 
     def _start(self) -> None:
         self.scheduled = False
+        # Several smaller batches rather than one: the server runs the first while this
+        # process answers its callers and prepares their next calls (one batch would leave
+        # one side idle while the other works).
+        size = min(self.max_batch, max(1, -(-len(self.queue) // self.SPREAD)))
         while self.queue:
-            batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
+            batch, self.queue = self.queue[:size], self.queue[size:]
             task = asyncio.ensure_future(self._flush(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
