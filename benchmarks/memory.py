@@ -55,8 +55,15 @@ def measure(admin: Any, match: str = "*") -> tuple[int, int]:
     return len(keys), sum(int(admin.memory_usage(k, samples=0) or 0) for k in keys)
 
 
-def _quota(url: str, vt: VirtualTime) -> Callable[[Shape], Decide]:
-    limiter = quota.Limiter(quota.Catalog.load("zylo"), f"{url}?prefix=membench", clock=vt.seconds)
+#: quota's row for the same limits as the peers: the Zylo catalog without its usage history.
+LIMITS_ONLY = "quota, the limits only (history_days = 0)"
+
+
+def _quota(url: str, vt: VirtualTime, history: bool = True) -> Callable[[Shape], Decide]:
+    catalog = quota.Catalog.load("zylo")
+    if not history:
+        catalog = catalog.model_copy(update={"usage": type(catalog.usage)(history_days=0)})
+    limiter = quota.Limiter(catalog, f"{url}?prefix=membench", clock=vt.seconds)
     who = quota.Principal(account="acct-busy", plan="basic", key="sk-busy")
     return lambda shape: lambda: limiter.acquire(who, shape.cost).allowed
 
@@ -90,7 +97,8 @@ def run(port: int) -> tuple[str, list[Usage]]:
     admin = redis.Redis(port=port)
     url = f"redis://127.0.0.1:{port}/0"
     libraries: list[tuple[str, Callable[[VirtualTime], Callable[[Shape], Decide]]]] = [
-        ("quota", lambda vt: _quota(url, vt))
+        ("quota", lambda vt: _quota(url, vt)),
+        (LIMITS_ONLY, lambda vt: _quota(url, vt, history=False)),
     ]
 
     def limits_variant(

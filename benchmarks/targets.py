@@ -86,10 +86,17 @@ class Targets:
                     self.accuracy <= 1.0,
                 )
             )
-        if self.memory and self.memory[0].name == "quota":
-            q_bytes = self.memory[0].bytes
-            smallest = min(self.memory[1:], key=lambda u: u.bytes)
-            what = f"{q_bytes:,} B vs smallest peer {smallest.bytes:,} B ({smallest.name})"
+        ours = [u for u in self.memory if u.name.startswith("quota")]
+        if ours:
+            # The peers keep no usage history: compare the same limits (history off).
+            q_bytes = ours[-1].bytes
+            smallest = min(
+                (u for u in self.memory if not u.name.startswith("quota")), key=lambda u: u.bytes
+            )
+            what = (
+                f"{q_bytes:,} B for the same limits ({ours[0].bytes:,} B with 31 days of usage"
+                f" history) vs smallest peer {smallest.bytes:,} B ({smallest.name})"
+            )
             out.append(
                 ("Redis memory per account", "below every peer", what, q_bytes < smallest.bytes)
             )
