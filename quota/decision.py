@@ -94,7 +94,7 @@ class Decision:
         """The OpenAI-shaped error body for a denial; None when allowed."""
         if self.allowed:
             return None
-        kind = {402: "insufficient_quota", 403: "permission_error"}.get(
+        kind = {402: "insufficient_quota", 403: "permission_error", 503: "server_error"}.get(
             self.status, "rate_limit_error"
         )
         return {

@@ -80,6 +80,7 @@ def test_store_down_rate_limits_pass_and_balances_refuse_with_503() -> None:
     assert d.status == 503 and d.code == "quota_unavailable"
     assert "unavailable" in (d.message or "") and d.retry_after == 1.0
     assert d.headers()["Retry-After"] == "1"
+    assert (d.error_body() or {})["error"]["type"] == "server_error"  # the store, not the caller
     assert lim.guard is not None
     assert lim.guard.stats.decisions == {"local": 0, "allow": 1, "deny": 1}
 
