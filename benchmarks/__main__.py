@@ -17,7 +17,6 @@ import time
 from importlib import metadata
 
 from . import accuracy, blocked, memory, throughput
-from .contenders import has_block_cache
 from .server import redis_server, version
 from .targets import Targets
 from .timing import Result, Settings, table
@@ -45,8 +44,7 @@ def machine(port: int) -> str:
     )
     return (
         f"Machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()},"
-        f" redis-server {version(port)} on loopback; {libs};"
-        f" quota block cache: {'yes' if has_block_cache() else 'not in this build'}."
+        f" redis-server {version(port)} on loopback; {libs}."
         f" Load average at start: {os.getloadavg()[0]:.1f}"
         + (" (busy machine: expect noisy figures)" if os.getloadavg()[0] > 1 else "")
     )

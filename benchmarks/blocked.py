@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 import quota
 
-from . import peer_limits, peer_pyrate, peer_throttled
-from .contenders import Contender, has_block_cache, limiter_options, quota_sync, verdict
+from .contenders import Contender, peer_contenders, quota_sync, verdict
 from .server import command_count
 from .shapes import ZYLO, ZYLO_BASIC
 from .throughput import Env, _sync_run, best_of
@@ -25,11 +24,9 @@ ALLOWED = "quota, allowed path"
 PRIME = 50  # at most this many requests to get blocked
 
 
-def _quota_blocked(
-    url: str, block_cache: bool | None
-) -> Callable[[], tuple[Decide, Callable[[], None]]]:
+def _quota_blocked(url: str, block_cache: bool) -> Callable[[], tuple[Decide, Callable[[], None]]]:
     def make() -> tuple[Decide, Callable[[], None]]:
-        limiter = quota.Limiter(quota.Catalog.load("zylo"), url, **limiter_options(block_cache))
+        limiter = quota.Limiter(quota.Catalog.load("zylo"), url, block_cache=block_cache)
         who = quota.Principal(account="acct-blocked", plan="basic", key="sk-blocked")
         cost = ZYLO_BASIC.cost
 
@@ -42,40 +39,19 @@ def _quota_blocked(
 
 
 def blocked_contenders(url: str) -> list[Contender]:
-    shape = ZYLO_BASIC
-    cached = has_block_cache()
-    out = [
+    return [
         Contender(
-            "quota" if cached else "quota (no block cache in this build)",
-            "acquire() on the zylo catalog, plan basic" + (", block_cache=True" if cached else ""),
+            "quota",
+            "acquire() on the zylo catalog, plan basic, block_cache=True",
             _quota_blocked(url, True),
-        )
-    ]
-    if cached:
-        out.append(
-            Contender(
-                "quota, block_cache=False",
-                "acquire(); every refusal asks the engine",
-                _quota_blocked(url, False),
-            )
-        )
-    for v in peer_limits.VARIANTS:
-        out.append(
-            Contender(
-                v.title, peer_limits.note(shape, v), lambda v=v: peer_limits.sync(shape, v, url)
-            )
-        )
-    out.append(
+        ),
         Contender(
-            peer_throttled.TITLE,
-            peer_throttled.note(shape),
-            lambda: peer_throttled.sync(shape, url),
-        )
-    )
-    out.append(
-        Contender(peer_pyrate.TITLE, peer_pyrate.note(shape), lambda: peer_pyrate.sync(shape, url))
-    )
-    return out
+            "quota, block_cache=False",
+            "acquire(); every refusal asks the engine",
+            _quota_blocked(url, False),
+        ),
+        *peer_contenders(ZYLO_BASIC, url),
+    ]
 
 
 def _prime(name: str, decide: Decide) -> int:

@@ -6,7 +6,6 @@ flushes the Redis database before each, so every library starts from an empty st
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,17 +26,6 @@ class Contender:
     name: str
     note: str
     make: Any  # SyncMake or AsyncMake
-
-
-def has_block_cache() -> bool:
-    """Whether this quota has the in-process block cache (the ``block_cache`` keyword)."""
-    return "block_cache" in inspect.signature(quota.Limiter).parameters
-
-
-def limiter_options(block_cache: bool | None = None) -> dict[str, Any]:
-    if block_cache is None or not has_block_cache():
-        return {}
-    return {"block_cache": block_cache}
 
 
 def bench_catalog() -> quota.Catalog:
@@ -92,10 +80,12 @@ def quota_async(shape: Shape, url: str, **options: Any) -> AsyncMake:
     return make
 
 
-def sync_contenders(shape: Shape, url: str) -> list[Contender]:
-    out = [Contender("quota", quota_note(shape), quota_sync(shape, url))]
-    variants = peer_limits.VARIANTS if len(shape.limits) > 1 else peer_limits.VARIANTS[:3]
-    for v in variants:
+def peer_contenders(
+    shape: Shape, url: str, variants: list[peer_limits.Variant] | None = None
+) -> list[Contender]:
+    """Every peer's synchronous decider for ``shape`` (``limits``: the given variants)."""
+    out = []
+    for v in peer_limits.VARIANTS if variants is None else variants:
         make = lambda v=v: peer_limits.sync(shape, v, url)  # noqa: E731
         out.append(Contender(v.title, peer_limits.note(shape, v), make))
     out.append(
@@ -109,6 +99,12 @@ def sync_contenders(shape: Shape, url: str) -> list[Contender]:
         Contender(peer_pyrate.TITLE, peer_pyrate.note(shape), lambda: peer_pyrate.sync(shape, url))
     )
     return out
+
+
+def sync_contenders(shape: Shape, url: str) -> list[Contender]:
+    variants = peer_limits.VARIANTS if len(shape.limits) > 1 else peer_limits.VARIANTS[:3]
+    quota_row = Contender("quota", quota_note(shape), quota_sync(shape, url))
+    return [quota_row, *peer_contenders(shape, url, variants)]
 
 
 def async_contenders(shape: Shape, url: str) -> list[Contender]:

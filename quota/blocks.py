@@ -14,7 +14,6 @@ finite retry) are never cached.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ CACHEABLE = frozenset({"sliding_window", "token_bucket", "fixed_window", "calend
 class Block:
     """One limit's remembered denial: until when, for which cost, what the engine said."""
 
-    index: int  # position of the op in the decision that recorded it
     until: int  # epoch ms
     cost: int
     capacity: int  # a larger cost can never pass: the store says so (retry_after None)
@@ -53,11 +51,12 @@ class BlockCache:
     def __len__(self) -> int:
         return self._count
 
-    def check(self, now: int, ops: Sequence[Op]) -> Block | None:
-        """The live block that binds longest among ``ops``, or None (go to the store)."""
+    def check(self, now: int, ops: Sequence[Op]) -> tuple[int, Block] | None:
+        """The live block that binds longest among ``ops`` with its op's index, or None (go
+        to the store)."""
         if not self._slots:
             return None
-        found: Block | None = None
+        found: tuple[int, Block] | None = None
         for i, op in enumerate(ops):
             fields = self._slots.get(op.slot)
             block = fields.get(op.field) if fields else None
@@ -70,8 +69,8 @@ class BlockCache:
             if now >= block.until:
                 self._drop(op.slot, op.field)
                 continue
-            if found is None or block.until > found.until:
-                found = dataclasses.replace(block, index=i)
+            if found is None or block.until > found[1].until:
+                found = (i, block)
         if found is not None:
             self.hits += 1
         return found
@@ -92,7 +91,7 @@ class BlockCache:
                 continue
             until = now + min(retry, self.max_ms)
             reset_at = now + out.reset_after
-            block = Block(i, until, op.cost, capacities[i], op.params, out.remaining, reset_at)
+            block = Block(until, op.cost, capacities[i], op.params, out.remaining, reset_at)
             with self._lock:
                 if self._count >= self.size:
                     self._slots.clear()

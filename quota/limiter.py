@@ -16,7 +16,6 @@ from .backends.breaker import Breaker
 from .backends.fallback import Fallback, policies
 from .backends.guard import (
     AsyncGuardedBackend,
-    DecisionsOnly,
     GuardedBackend,
     check_timeout,
     guarded,
@@ -26,7 +25,7 @@ from .blocks import BlockCache
 from .catalog import Catalog, Principal
 from .decision import Decision, LimitState, Reservation
 from .errors import ConfigError, CostError
-from .keys import DEFAULT_SECRET, GLOBAL_SLOT, account_slot, field_name
+from .keys import DEFAULT_SECRET, GLOBAL_SLOT, field_name
 from .limit import Limit
 from .observe import Observer
 from .planner import Planner, Prepared
@@ -96,9 +95,10 @@ class _Base(Generic[B]):
             self.guard = self._guard_class(
                 store, fallback, breaker=breaker, timeout=self.timeout, observer=observer
             )
-            if observer is not None:  # the guard reports the store calls it makes
-                self.observer = DecisionsOnly(observer)
         self.backend: B = store if self.guard is None else self.guard  # type: ignore[assignment]
+        # Who times the store's calls for the observer: the guard when there is one (it knows
+        # which calls failed and which its policy answered), else the limiter.
+        self._calls = observer if self.guard is None else None
         # A shared store brings its own clock (Redis: the server's TIME) so that every host
         # of a fleet agrees on one time; an injected clock wins.
         if store_clock is not None and self.guard is not None:
@@ -122,8 +122,8 @@ class _Base(Generic[B]):
         prep = self.planner.prepare(who, cost, self._now(), request_id, model, features)
         if isinstance(prep, Decision) or self.blocks is None or request_id is not None:
             return prep
-        block = self.blocks.check(prep.now, prep.ops)
-        return prep if block is None else self.planner.blocked(prep, block)
+        found = self.blocks.check(prep.now, prep.ops)
+        return prep if found is None else self.planner.blocked(prep, *found)
 
     def _after(self, prep: Prepared, verdict: Verdict) -> Prepared | Decision:
         """The decision for the store's verdict; or, when only shadow limits denied, the same
@@ -146,7 +146,7 @@ class _Base(Generic[B]):
         return self.planner.without_shadow(prep, tuple(shadow))
 
     def _forget(self, found: tuple[str, str] | Reservation | None) -> None:
-        """A refund or reset in this process: the slot's cached denials may no longer hold."""
+        """A settle or release in this process: the slots' cached denials may no longer hold."""
         if self.blocks is None or found is None:
             return
         if isinstance(found, Reservation):
@@ -155,6 +155,11 @@ class _Base(Generic[B]):
             self.blocks.forget(slots)
         else:
             self.blocks.forget((found[0], GLOBAL_SLOT))
+
+    def _forget_account(self, who: Principal) -> None:
+        """A reset or top-up in this process: the account's cached denials may not hold."""
+        if self.blocks is not None:
+            self.blocks.forget((self.planner.account_slot(who.account),))
 
     def _target(
         self, target: Target, who: Principal | None
@@ -180,7 +185,7 @@ class _Base(Generic[B]):
                 f"settling request id {target!r} needs who=Principal(...): request ids are per"
                 " account"
             )
-        return account_slot(who.account, self.planner.secret), target
+        return self.planner.account_slot(who.account), target
 
     def _peek_ops(self, who: Principal) -> list[tuple[Limit, Op]]:
         plan = self.catalog.plan(who.plan)
@@ -193,7 +198,7 @@ class _Base(Generic[B]):
 
     def _reset_targets(self, who: Principal, include_balance: bool) -> list[tuple[str, str]]:
         """Every field the catalog may have stored for this account (any plan it was on)."""
-        slot = account_slot(who.account, self.planner.secret)
+        slot = self.planner.account_slot(who.account)
         out: set[tuple[str, str]] = set()
         for plan in self.catalog.plans.values():
             for lim in plan.limits:
@@ -240,16 +245,16 @@ class Limiter(_Base[Backend]):
         prep = self._before(who, cost, request_id, model, features)
         while isinstance(prep, Prepared):  # twice at most: again without denying shadow limits
             args = (prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms)
-            if observer is None:
+            if self._calls is None:
                 verdict = self.backend.acquire(*args)
             else:
                 sent = time.perf_counter()
                 try:
                     verdict = self.backend.acquire(*args)
                 except Exception:
-                    observer.backend_call("acquire", time.perf_counter() - sent, False)
+                    self._calls.backend_call("acquire", time.perf_counter() - sent, False)
                     raise
-                observer.backend_call("acquire", time.perf_counter() - sent, True)
+                self._calls.backend_call("acquire", time.perf_counter() - sent, True)
             prep = self._after(prep, verdict)
         if observer is not None:
             observer.decision(prep, who.plan, time.perf_counter() - start)
@@ -284,12 +289,12 @@ class Limiter(_Base[Backend]):
 
     def reset(self, who: Principal, *, include_balance: bool = False) -> None:
         """Forget the account's usage (and, only when asked, its prepaid balance)."""
-        self._forget((self.planner.account_slot(who.account), ""))
+        self._forget_account(who)
         self.backend.reset(self._reset_targets(who, include_balance))
 
     def top_up(self, who: Principal, meter: str, amount: int) -> int:
         """Add ``amount`` to the principal's balance on ``meter``; return the new balance."""
-        self._forget((self.planner.account_slot(who.account), ""))
+        self._forget_account(who)
         return self.backend.top_up(self._now(), self._top_up_op(who, meter, amount), amount)
 
     def usage(self, who: Principal, days: int = 30) -> dict[str, dict[str, int]]:
@@ -328,16 +333,16 @@ class AsyncLimiter(_Base[AsyncBackend]):
         prep = self._before(who, cost, request_id, model, features)
         while isinstance(prep, Prepared):  # twice at most: again without denying shadow limits
             args = (prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms)
-            if observer is None:
+            if self._calls is None:
                 verdict = await self.backend.acquire(*args)
             else:
                 sent = time.perf_counter()
                 try:
                     verdict = await self.backend.acquire(*args)
                 except Exception:
-                    observer.backend_call("acquire", time.perf_counter() - sent, False)
+                    self._calls.backend_call("acquire", time.perf_counter() - sent, False)
                     raise
-                observer.backend_call("acquire", time.perf_counter() - sent, True)
+                self._calls.backend_call("acquire", time.perf_counter() - sent, True)
             prep = self._after(prep, verdict)
         if observer is not None:
             observer.decision(prep, who.plan, time.perf_counter() - start)
@@ -368,11 +373,11 @@ class AsyncLimiter(_Base[AsyncBackend]):
         return self._states(pairs, await self.backend.peek(self._now(), [op for _, op in pairs]))
 
     async def reset(self, who: Principal, *, include_balance: bool = False) -> None:
-        self._forget((self.planner.account_slot(who.account), ""))
+        self._forget_account(who)
         await self.backend.reset(self._reset_targets(who, include_balance))
 
     async def top_up(self, who: Principal, meter: str, amount: int) -> int:
-        self._forget((self.planner.account_slot(who.account), ""))
+        self._forget_account(who)
         return await self.backend.top_up(self._now(), self._top_up_op(who, meter, amount), amount)
 
     async def usage(self, who: Principal, days: int = 30) -> dict[str, dict[str, int]]:

@@ -104,8 +104,9 @@ class Planner:
             name: tuple(self._rule(lim) for lim in (*plan.limits, *self.history))
             for name, plan in catalog.plans.items()
         }
-        self._selected: dict[tuple[str, tuple[str, ...]], tuple[Rule, ...]] = {}
-        self._shadow: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {}
+        # (plan, cost meters) -> the rules that apply, and the names of the shadow ones.
+        self._selected: dict[tuple[str, tuple[str, ...]], tuple[tuple[Rule, ...], frozenset[str]]]
+        self._selected = {}
         self._entitled: dict[tuple[object, ...], tuple[str, str, str] | None] = {}
         self._slots: dict[str, str] = {}
 
@@ -126,22 +127,21 @@ class Planner:
 
     # -- addressing --------------------------------------------------------------------------
 
-    def slot(self, who: Principal, limit: Limit) -> str:
-        return GLOBAL_SLOT if limit.scope == "global" else account_slot(who.account, self.secret)
-
     def op(self, who: Principal, plan: Plan, limit: Limit, now: int, cost: int) -> Op:
+        """The op of one limit (peeks, top-ups, usage reads); acquires build theirs from the
+        plan's precomputed rules."""
+        slot = self.account_slot(who.account)
+        return self.rule_op(self._rule(limit), who, plan, slot, now, cost)
+
+    def rule_op(self, r: Rule, who: Principal, plan: Plan, slot: str, now: int, cost: int) -> Op:
         return Op(
-            self.slot(who, limit),
-            field_name(limit.name, limit.scope, who.key, self.secret),
-            limit.meter,
-            limit.algorithm,
-            self.params(who, plan, limit, now),
+            GLOBAL_SLOT if r.scope == "global" else slot,
+            field_name(r.name, "key", who.key, self.secret) if r.scope == "key" else r.name,
+            r.meter,
+            r.algorithm,
+            r.static or self.timed_params(who, plan, r.limit, now),
             cost,
         )
-
-    def params(self, who: Principal, plan: Plan, limit: Limit, now: int) -> Params:
-        """The integer params of ``limit`` at ``now`` (windows computed here, not in engines)."""
-        return static_params(limit) or self.timed_params(who, plan, limit, now)
 
     def timed_params(self, who: Principal, plan: Plan, limit: Limit, now: int) -> Params:
         """Params of the window algorithms: the window holding ``now``."""
@@ -187,25 +187,14 @@ class Planner:
         if denial is not None:
             return self._forbidden(who, now, *denial)
         key = (plan.name, tuple(amounts))
-        rules = self._selected.get(key)
-        if rules is None:
+        selected = self._selected.get(key)
+        if selected is None:
             rules = tuple(r for r in self._rules[plan.name] if r.meter in amounts)
-            self._selected[key] = _bounded(self._selected, rules)
+            selected = (rules, frozenset(r.name for r in rules if r.shadow))
+            self._selected[key] = _bounded(self._selected, selected)
+        rules, shadow = selected
         slot = self.account_slot(who.account)
-        ops = tuple(
-            Op(
-                GLOBAL_SLOT if r.scope == "global" else slot,
-                field_name(r.name, "key", who.key, self.secret) if r.scope == "key" else r.name,
-                r.meter,
-                r.algorithm,
-                r.static or self.timed_params(who, plan, r.limit, now),
-                amounts[r.meter],
-            )
-            for r in rules
-        )
-        shadow = self._shadow.get(key)
-        if shadow is None:
-            shadow = self._shadow[key] = frozenset(r.name for r in rules if r.shadow)
+        ops = tuple(self.rule_op(r, who, plan, slot, now, amounts[r.meter]) for r in rules)
         return Prepared(who, plan, rules, ops, now, request_id, slot, shadow)
 
     def account_slot(self, account: str) -> str:
@@ -334,10 +323,10 @@ class Planner:
         # The failure policy refused (store down, limit fails closed): 503, not the limit's.
         return store_unavailable(denial) if verdict.source == "deny" else denial
 
-    def blocked(self, prep: Prepared, block: Block) -> Decision:
-        """The denial the block cache answers with: the remembered limit, its retry-after
-        counted down to ``prep.now`` (a lower bound when this cost is larger)."""
-        rule, op = prep.rules[block.index], prep.ops[block.index]
+    def blocked(self, prep: Prepared, index: int, block: Block) -> Decision:
+        """The denial the block cache answers with: the remembered limit (the op at ``index``),
+        its retry-after counted down to ``prep.now`` (a lower bound when this cost is larger)."""
+        rule, op = prep.rules[index], prep.ops[index]
         retry = block.until - prep.now
         out = Outcome(False, block.remaining, max(0, block.reset_at - prep.now), retry)
         return Decision(

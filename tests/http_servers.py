@@ -4,6 +4,8 @@ socket client for requests that httpx would refuse to send. No mocks anywhere.""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -59,6 +61,44 @@ def uvicorn_server(app: ASGIApp) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@dataclass
+class ServeProcess:
+    """A `quota serve` child process: where it listens, and what it printed once stopped."""
+
+    port: int
+    url: str
+    output: str = ""
+
+
+@contextmanager
+def quota_serve(*args: str) -> Iterator[ServeProcess]:
+    """Run ``python -m quota serve --port <free> *args`` until the block ends."""
+    from servers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quota", "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    child = ServeProcess(port, f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("quota serve did not start") from None
+                time.sleep(0.05)  # waiting for the child process, not moving test time
+        yield child
+    finally:
+        proc.terminate()
+        child.output, _ = proc.communicate(timeout=10)
 
 
 @dataclass

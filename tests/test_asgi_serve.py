@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from http_servers import AppSlot, uvicorn_server
-from servers import free_port
+from http_servers import AppSlot, quota_serve, uvicorn_server
 
 import quota
 from quota.asgi.serve import Gateway, banner, demo_keys, load_keys
@@ -103,24 +99,8 @@ def test_the_gateway_app_with_demo_keys() -> None:
 
 
 def test_quota_serve_runs(tmp_path: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "quota", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("quota serve did not start") from None
-                time.sleep(0.05)  # waiting for the child process, not moving test time
-        url = f"http://127.0.0.1:{port}"
+    with quota_serve() as child:
+        url = child.url
         r = httpx.post(
             f"{url}/v1/chat/completions",
             headers={"Authorization": "Bearer sk-basic", "Content-Type": "application/json"},
@@ -136,7 +116,5 @@ def test_quota_serve_runs(tmp_path: Path) -> None:
             openai.OpenAI(
                 base_url=f"{url}/v1", api_key="sk-basic", max_retries=0
             ).chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=10)
+    out, port = child.output, child.port
     assert "sk-basic" in out and "sk-enterprise" in out and f"127.0.0.1:{port}" in out

@@ -3,20 +3,16 @@ of a running gateway (in-process uvicorn, and ``quota serve --metrics`` as a sub
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from conftest import FakeClock
-from http_servers import uvicorn_server
+from http_servers import quota_serve, uvicorn_server
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from servers import free_port
 
 import quota
 from quota.asgi.serve import Gateway, demo_keys
@@ -177,31 +173,13 @@ def test_with_metrics_routes_only_its_path(gateway: tuple[str, CollectorRegistry
 
 
 def test_quota_serve_with_metrics() -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "quota", "serve", "--port", str(port), "--metrics"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("quota serve did not start") from None
-                time.sleep(0.05)  # waiting for the child process, not moving test time
-        url = f"http://127.0.0.1:{port}"
+    with quota_serve("--metrics") as child:
+        url = child.url
         body = {"model": "llama-3.1-8b", "messages": [{"role": "user", "content": "hello"}]}
         for _ in range(11):
             httpx.post(f"{url}{CHAT}", headers={"Authorization": "Bearer sk-basic"}, json=body)
         samples = scrape(httpx.get(f"{url}/metrics").text)
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=10)
+    out, port = child.output, child.port
     assert decisions(samples) == {("basic", "none", "allowed"): 10, ("basic", "rpm", "denied"): 1}
     assert any(name.startswith("process_") for name, _ in samples)  # the global registry
     assert f"Prometheus metrics at http://127.0.0.1:{port}/metrics" in out

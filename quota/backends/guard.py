@@ -138,20 +138,28 @@ class GuardedBackend(_Guard):
         cached = getattr(self.primary, "server_clock", None)
         return float(cached()) if cached is not None else time.time()
 
+    def _call(self, operation: str, call: Any) -> tuple[bool, Any]:
+        """(True, result) from the store, or (False, None) after counting the failure."""
+        start = time.perf_counter()
+        try:
+            result = call()
+        except Exception as exc:
+            if _caller_error(exc):
+                raise
+            self._failed(operation, start, exc)
+            return False, None
+        self._ok(operation, start)
+        return True, result
+
     def acquire(
         self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
     ) -> Verdict:
         if self._closed():
-            start = time.perf_counter()
-            try:
-                verdict = self.primary.acquire(now, slot, ops, request_id, ttl_ms)
-            except Exception as exc:
-                if _caller_error(exc):
-                    raise
-                self._failed("acquire", start, exc)
-            else:
-                self._ok("acquire", start)
-                return verdict
+            ok, verdict = self._call(
+                "acquire", lambda: self.primary.acquire(now, slot, ops, request_id, ttl_ms)
+            )
+            if ok:
+                return verdict  # type: ignore[no-any-return]
         return self._fallback_acquire(now, slot, ops, request_id, ttl_ms)
 
     def settle(
@@ -160,16 +168,11 @@ class GuardedBackend(_Guard):
         if self.fallback.settle(now, slot, request_id, actual):
             return True
         if self._closed():
-            start = time.perf_counter()
-            try:
-                done = self.primary.settle(now, slot, request_id, actual)
-            except Exception as exc:
-                if _caller_error(exc):
-                    raise
-                self._failed("settle", start, exc)
-            else:
-                self._ok("settle", start)
-                return done
+            ok, done = self._call(
+                "settle", lambda: self.primary.settle(now, slot, request_id, actual)
+            )
+            if ok:
+                return bool(done)
         self.stats.settles_dropped += 1
         return False
 
@@ -182,30 +185,16 @@ class GuardedBackend(_Guard):
         if not store:
             return
         if self._closed():
-            start = time.perf_counter()
-            try:
-                self.primary.settle_charges(now, store, actual)
-            except Exception as exc:
-                if _caller_error(exc):
-                    raise
-                self._failed("settle", start, exc)
-            else:
-                self._ok("settle", start)
+            ok, _ = self._call("settle", lambda: self.primary.settle_charges(now, store, actual))
+            if ok:
                 return
         self.stats.settles_dropped += 1
 
     def peek(self, now: int, ops: Sequence[Op]) -> list[Outcome]:
         if self._closed():
-            start = time.perf_counter()
-            try:
-                outcomes = self.primary.peek(now, ops)
-            except Exception as exc:
-                if _caller_error(exc):
-                    raise
-                self._failed("peek", start, exc)
-            else:
-                self._ok("peek", start)
-                return outcomes
+            ok, outcomes = self._call("peek", lambda: self.primary.peek(now, ops))
+            if ok:
+                return list(outcomes)
         return self._fallback_peek(now, ops)
 
     def reset(self, targets: Sequence[tuple[str, str]]) -> None:
@@ -330,20 +319,6 @@ class AsyncGuardedBackend(_Guard):
 
     async def close(self) -> None:
         await self.primary.close()
-
-
-class DecisionsOnly:
-    """The limiter's view of its observer once a guard reports the store calls itself (the
-    limiter would otherwise count a call the guard answered by policy as a success)."""
-
-    def __init__(self, observer: Observer) -> None:
-        self.inner = observer
-
-    def decision(self, decision: Any, plan: str, seconds: float) -> None:
-        self.inner.decision(decision, plan, seconds)
-
-    def backend_call(self, operation: str, seconds: float, ok: bool) -> None:
-        """Reported by the guard instead."""
 
 
 def guarded(backend: Any) -> bool:

@@ -92,33 +92,23 @@ class Batcher:
 
     async def _flush(self, batch: list[Call]) -> None:
         self.calls += len(batch)
-        if len(batch) == 1:
-            keys, args, future = batch[0]
-            try:
-                result = await evaluate(self.client, keys, args)
-            except BackendError as exc:
-                _settle(future, exc)
-            else:
-                _settle(future, result)
-            return
-        if self.scripted:
-            await self._scripted(batch)
-            return
         try:
-            results = await self._pipeline(batch, script_sha())
-            again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-            if again:
-                retried = await self._pipeline([batch[i] for i in again], None)
-                for i, r in zip(again, retried, strict=True):
-                    results[i] = r
-        except ERRORS as exc:
+            if len(batch) == 1:
+                keys, args, _ = batch[0]
+                results = [await evaluate(self.client, keys, args)]
+            elif self.scripted:
+                results = await self._scripted(batch)
+            else:
+                results = await self._pipelined(batch)
+        except BackendError as exc:
             for *_, future in batch:
-                _settle(future, backend_error(exc))
+                _settle(future, exc)
             return
         for (*_, future), result in zip(batch, results, strict=True):
             _settle(future, backend_error(result) if isinstance(result, BaseException) else result)
 
-    async def _scripted(self, batch: list[Call]) -> None:
+    async def _scripted(self, batch: list[Call]) -> list[Any]:
+        """One script call for the whole batch; one reply (or error) per call."""
         self.pipelines += 1
         keys: list[str] = []
         counts: list[Arg] = ["batch", len(batch)]
@@ -128,14 +118,20 @@ class Batcher:
             args.extend(call_args)
             counts.append(len(call_keys))
             counts.append(len(call_args))
+        return list(await evaluate(self.client, keys, counts + args))
+
+    async def _pipelined(self, batch: list[Call]) -> list[Any]:
+        """A pipeline of script calls (Cluster); NOSCRIPT replies are sent again as EVAL."""
         try:
-            results = await evaluate(self.client, keys, counts + args)
-        except BackendError as exc:
-            for *_, future in batch:
-                _settle(future, exc)
-            return
-        for (*_, future), result in zip(batch, results, strict=True):
-            _settle(future, backend_error(result) if isinstance(result, BaseException) else result)
+            results = await self._pipeline(batch, script_sha())
+            again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if again:
+                retried = await self._pipeline([batch[i] for i in again], None)
+                for i, r in zip(again, retried, strict=True):
+                    results[i] = r
+        except ERRORS as exc:
+            raise backend_error(exc) from exc
+        return results
 
     async def _pipeline(self, batch: list[Call], sha: str | None) -> list[Any]:
         self.pipelines += 1
