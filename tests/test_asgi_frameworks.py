@@ -133,7 +133,9 @@ def test_framework(
     )
     assert raw.parse().usage.total_tokens == 12
     assert raw.headers["x-ratelimit-remaining-tokens"] == str(
-        200_000 - estimate_prompt_tokens({"messages": HI}) - 100
+        200_000
+        - estimate_prompt_tokens({"model": "llama-3.1-8b", "messages": HI, "max_tokens": 100})
+        - 100
     )
     assert {s.name: s.remaining for s in limiter.peek(who)}["tpd"] == 200_000 - 12
 

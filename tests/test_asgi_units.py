@@ -224,25 +224,29 @@ def classify(
 
 def test_chat_costs_on_zylo() -> None:
     messages = [{"role": "user", "content": "x" * 40}]
-    prompt = estimate_prompt_tokens({"messages": messages})
-    assert prompt == 10 + 4
-    call = classify(ZYLO, {"model": "small", "messages": messages})
+    # every string counts, keys too: messages role user content + 40 x = 63 chars, 1 message
+    assert estimate_prompt_tokens({"messages": messages}) == 16 + 4
+    body = {"model": "small", "messages": messages}
+    prompt = estimate_prompt_tokens(body)
+    call = classify(ZYLO, body)
     assert call.cost == {"requests": 1, "tokens": prompt + 4096}
     assert call.features == frozenset() and call.model == "small" and not call.stream
-    call = classify(
-        ZYLO,
-        {
-            "model": "small",
-            "messages": messages,
-            "max_tokens": 10,
-            "max_completion_tokens": 20,
-            "n": 3,
-            "stream": True,
-        },
-    )
-    assert call.cost["tokens"] == prompt + 60 and call.stream
-    call = classify(ZYLO, {"model": "gpt-5.5", "messages": messages, "max_tokens": 100})
-    assert call.cost["credits"] == ZYLO.price("gpt-5.5", prompt, 100)
+    body = {
+        "model": "small",
+        "messages": messages,
+        "max_tokens": 10,
+        "max_completion_tokens": 20,
+        "n": 3,
+        "stream": True,
+    }
+    call = classify(ZYLO, body)
+    assert call.cost["tokens"] == estimate_prompt_tokens(body) + 60 and call.stream
+    body = {"model": "small", "max_tokens": 10, "max_new_tokens": 300, "max_output_tokens": 7}
+    call = classify(ZYLO, body)  # every spelling of the cap: the largest binds
+    assert call.cost["tokens"] == estimate_prompt_tokens(body) + 300
+    body = {"model": "gpt-5.5", "messages": messages, "max_tokens": 100}
+    call = classify(ZYLO, body)
+    assert call.cost["credits"] == ZYLO.price("gpt-5.5", estimate_prompt_tokens(body), 100)
 
 
 def test_tools_and_images_on_zylo() -> None:
@@ -259,23 +263,38 @@ def test_tools_and_images_on_zylo() -> None:
     assert call.features == {"tools", "google_search", "url_context", "code_execution", "images"}
     assert call.cost["google_search"] == 1 and call.cost["url_context"] == 1
     assert call.cost["code_execution"] == 1 and "images" not in call.cost  # no such meter
-    assert call.prompt_tokens == -(-len("abcd" + "f") // 4) + 4 + 2 * 765
+    body = {"model": "m", "messages": messages, "tools": tools}
+    assert call.prompt_tokens == estimate_prompt_tokens(body) + 2 * 765
+    assert estimate_prompt_tokens(body) > 2 * 1000 // 4  # the data: URLs count by their size
 
 
 def test_other_endpoints_and_routes() -> None:
-    assert classify(ZYLO, {"url": "u"}, "/v1/web-extract").cost == {"requests": 1, "web_extract": 1}
+    extract = classify(ZYLO, {"url": "u"}, "/v1/web-extract").cost
+    assert extract == {"requests": 1, "web_extract": 1}
     call = classify(ZYLO, {"prompt": "p", "n": 3}, "/v1/images/generations")
-    assert call.cost == {"requests": 1} and call.features == {"images"}
-    assert classify(ZYLO, {"prompt": "abcd", "max_tokens": 5}, "/generate").cost["tokens"] == 6
+    assert call.cost == {"requests": 1, "tokens": 3} and call.features == {"images"}
+    # "prompt" "abcd" "max_tokens" 5: 20 chars + 1 number = 6, plus the reserve of 5
+    assert classify(ZYLO, {"prompt": "abcd", "max_tokens": 5}, "/generate").cost["tokens"] == 11
     classifier = OpenAIProfile().bind(ZYLO)
     assert classifier.route("POST", "/chat/completions/") == "chat"
-    assert classifier.route("GET", "/v1/chat/completions") == "other"
     assert classifier.route("GET", "/v1/models/gpt-5.5") == "free"
-    assert classifier.route("POST", "/validate") == "free"
-    assert classifier.bodiless("other").cost == {"requests": 1}
-    free = OpenAIProfile(unknown="free", routes={"/embeddings": "generate"}).bind(ZYLO)
-    assert free.bodiless("other").kind == "free"
-    assert free.route("POST", "/v1/embeddings") == "generate"
+    assert classifier.route("HEAD", "/v1/models") == "free"
+    assert classifier.route("PUT", "/v1/unknown") == "other"
+    for method, path in (("GET", "/v1/chat/completions"), ("post", "/v1/chat/completions")):
+        with pytest.raises(ApiError) as refused:
+            classifier.route(method, path)
+        assert refused.value.status == 405 and refused.value.headers == {"Allow": "POST"}
+    with pytest.raises(ApiError) as refused:
+        classifier.route("POST", "/validate")
+    assert refused.value.headers == {"Allow": "GET, HEAD"}
+    assert classifier.empty("other").cost == {"requests": 1}
+    free = OpenAIProfile(unknown="free", routes={"/my/embed": "embeddings"}).bind(ZYLO)
+    assert free.empty("other").cost == {}
+    assert free.route("POST", "/v1/my/embed") == "embeddings"
+    closed = OpenAIProfile(unknown="deny").bind(ZYLO)
+    with pytest.raises(ApiError) as refused:
+        closed.route("GET", "/v1/files")
+    assert refused.value.status == 404
 
 
 def test_zyla_charges_only_what_it_knows() -> None:
@@ -343,8 +362,18 @@ def test_lifespan_websocket_options_and_public_paths_pass_through(clock: FakeClo
     mw, limiter, who = gateway(app, clock, public_paths=["/health"])
     asyncio.run(drive(mw, scope_type="lifespan"))
     asyncio.run(drive(mw, scope_type="websocket", headers={}))
-    asyncio.run(drive(mw, method="OPTIONS", headers={}))
+    preflight = {"origin": "https://app.example", "access-control-request-method": "POST"}
+    asyncio.run(drive(mw, method="OPTIONS", body=b"", headers=preflight))
     asyncio.run(drive(mw, method="GET", path="/health", headers={}))
+    assert len(seen) == 4
+    # OPTIONS with a body, or without the preflight headers, is no preflight: never forwarded
+    for headers in ({}, {**preflight, "content-length": "30"}):
+        sent = asyncio.run(drive(mw, method="OPTIONS", headers=headers))
+        assert sent[0]["status"] == 405
+        assert (b"allow", b"POST") in sent[0]["headers"]
+    assert sent[0]["status"] == 405
+    sent = asyncio.run(drive(mw, method="OPTIONS", path="/v1/custom", headers={"origin": "o"}))
+    assert sent[0]["status"] == 401
     assert len(seen) == 4
     assert left(limiter, who)["rpd"] == 7200
 
@@ -389,7 +418,8 @@ def test_an_app_error_after_a_disconnect_settles_what_was_seen(clock: FakeClock)
     mw, limiter, who = gateway(app, clock)
     with pytest.raises(OSError):
         asyncio.run(drive(mw))
-    assert left(limiter, who)["tpd"] == 200_000 - 0 - 2  # empty prompt, 8 chars
+    prompt = estimate_prompt_tokens({"model": "m", "messages": []})
+    assert left(limiter, who)["tpd"] == 200_000 - prompt - 2  # 8 characters seen
     assert left(limiter, who)["rpd"] == 7199
 
 
@@ -431,25 +461,32 @@ def test_bad_configuration() -> None:
     alimiter = quota.AsyncLimiter(ZYLO)
     with pytest.raises(ValueError, match="unknown profile"):
         quota.QuotaMiddleware(lambda *a: None, limiter=alimiter, resolve=dict().get, profile="grpc")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        OpenAIProfile(unknown="deny")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'charge', 'free' or 'deny'"):
+        OpenAIProfile(unknown="closed")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown route kind"):
+        OpenAIProfile(routes={"/x": "magic"})  # type: ignore[dict-item]
 
 
-def test_a_stream_is_settled_before_its_usage_chunk_goes_out(clock: FakeClock) -> None:
+def test_a_stream_is_settled_before_its_final_event_goes_out(clock: FakeClock) -> None:
+    """Usage may be cumulative on every chunk: the stream settles to the largest seen, when it
+    ends, before ``[DONE]`` goes out (the client's next request sees it)."""
     seen: list[int] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
         headers = [(b"content-type", b"text/event-stream")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        usage = {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5}}
-        chunk = b"data: " + json.dumps(usage).encode() + b"\n\n"
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        seen.append(left(limiter, who)["tpd"])  # already settled when the chunk went out
+        for done in (1, 5):
+            usage = {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": done}}
+            chunk = b"data: " + json.dumps(usage).encode() + b"\n\n"
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            seen.append(left(limiter, who)["tpd"])  # not settled yet: more may come
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+        seen.append(left(limiter, who)["tpd"])  # settled before [DONE] went out
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     mw, limiter, who = gateway(app, clock)
     asyncio.run(drive(mw))
-    assert seen == [200_000 - 8]
+    estimate = 200_000 - estimate_prompt_tokens({"model": "m", "messages": []}) - 4096
+    assert seen == [estimate, estimate, 200_000 - 8]
     assert left(limiter, who)["tpd"] == 200_000 - 8

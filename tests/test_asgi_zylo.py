@@ -143,7 +143,7 @@ def test_go_has_tools_premium_models_and_credits(gw: Gateway, zylo_price: Any) -
     messages = [{"role": "user", "content": "price me"}]
     raw = chat(client, model="gpt-5.5", messages=messages, max_tokens=100)
     usage = raw.parse().usage
-    prompt = estimate_prompt_tokens({"messages": messages})
+    prompt = estimate_prompt_tokens({"model": "gpt-5.5", "messages": messages, "max_tokens": 100})
     assert usage.prompt_tokens == prompt
     state = gw.remaining("sk-go")
     assert state["credits"] == 10_000_000 - zylo_price("gpt-5.5", prompt, usage.completion_tokens)
@@ -228,7 +228,14 @@ def test_streamed_usage_settles_tokens_seen_by_the_next_response(gw: Gateway) ->
         stream=True,
         stream_options={"include_usage": True},
     ) as raw:
-        prompt = estimate_prompt_tokens({"messages": messages})
+        sent = {
+            "model": "llama-3.1-8b",
+            "messages": messages,
+            "max_tokens": 500,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        prompt = estimate_prompt_tokens(sent)  # every string of the body the SDK sent
         # Headers arrive before the first byte, with the estimate charged.
         assert raw.headers["x-ratelimit-remaining-tokens"] == str(200_000 - prompt - 500)
         chunks = list(raw.parse())
@@ -238,7 +245,8 @@ def test_streamed_usage_settles_tokens_seen_by_the_next_response(gw: Gateway) ->
     assert gw.remaining("sk-basic")["tpd"] == 200_000 - usage.total_tokens
 
     raw2 = chat(client, max_tokens=20)
-    estimate2 = estimate_prompt_tokens({"messages": HI}) + 20
+    estimate2 = estimate_prompt_tokens({"model": "llama-3.1-8b", "messages": HI, "max_tokens": 20})
+    estimate2 += 20
     expected = 200_000 - usage.total_tokens - estimate2
     assert raw2.headers["x-ratelimit-remaining-tokens"] == str(expected)
 
@@ -249,13 +257,15 @@ def test_stream_without_usage_settles_the_text_seen(gw: Gateway) -> None:
         model="llama-3.1-8b", messages=HI, max_tokens=1000, stream=True
     )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-    prompt = estimate_prompt_tokens({"messages": HI})
+    sent = {"model": "llama-3.1-8b", "messages": HI, "max_tokens": 1000, "stream": True}
+    prompt = estimate_prompt_tokens(sent)
     assert gw.remaining("sk-basic")["tpd"] == 200_000 - prompt - math.ceil(len(text) / 4)
 
 
 def test_default_output_reserve_and_n(gw: Gateway) -> None:
-    r = gw.post("/v1/chat/completions", "sk-basic", {"model": "m", "messages": HI, "n": 2})
-    prompt = estimate_prompt_tokens({"messages": HI})
+    body = {"model": "m", "messages": HI, "n": 2}
+    r = gw.post("/v1/chat/completions", "sk-basic", body)
+    prompt = estimate_prompt_tokens(body)
     assert r.headers["x-ratelimit-remaining-tokens"] == str(200_000 - prompt - 2 * 4096)
 
 
@@ -287,7 +297,7 @@ def test_client_disconnect_mid_stream_settles_what_was_seen(gw: Gateway) -> None
         with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
             first = next(r.iter_raw())
             assert b"Hello there" in first
-        prompt = estimate_prompt_tokens({"messages": HI})
+        prompt = estimate_prompt_tokens(body)
         expected = 200_000 - prompt - math.ceil(len("Hello there") / 4)
         deadline = time.monotonic() + 5
         while gw.remaining("sk-basic")["tpd"] != expected and time.monotonic() < deadline:

@@ -10,7 +10,6 @@ SSE, before the usage or ``[DONE]`` chunk), so a client's next request already s
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -21,10 +20,11 @@ from ..catalog import Principal
 from ..decision import Decision
 from ..errors import QuotaError
 from ..limiter import AsyncLimiter, Limiter
-from .body import DEFAULT_MAX_BODY, ClientGone, check_json_type, content_length, read_body, replay
+from .body import DEFAULT_MAX_BODY, ClientGone, content_length, parse_body, read_body, replay
 from .identity import KeyCache, Resolver, extract_key, unknown_key
-from .profile import BODY_KINDS, Call, OpenAIProfile
-from .responses import ApiError, bad_request, send_error, send_json, unavailable
+from .paths import is_preflight, normalised_scope
+from .profile import JSON_ONLY, Call, Kind, OpenAIProfile
+from .responses import ApiError, send_error, send_json, unavailable
 from .settle import Settlement
 from .types import ASGIApp, Message, Receive, Scope, Send
 from .views import serve_view, view_paths
@@ -95,42 +95,35 @@ class QuotaMiddleware:
         self.offload = offload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
-        path = _path(scope)
-        if path in self.public_paths:
-            await self.app(scope, receive, send)
-            return
-        view = self.views.get(path.rstrip("/") or "/") if self.views else None
-        if view is not None and scope["method"] == "GET":
-            await serve_view(self, view, scope, send)
             return
         try:
-            who, call, receive = await self._admit(scope, receive, path)
+            scope = normalised_scope(scope)
+            if is_preflight(scope):  # CORS: the app's own CORS layer answers, with no body
+                await self.app(scope, replay(b"", receive), send)
+                return
+            path = _path(scope)
+            if path in self.public_paths:
+                await self.app(scope, receive, send)
+                return
+            method = scope["method"]
+            view = self.views.get(path.rstrip("/") or "/") if self.views else None
+            if view is not None and method in ("GET", "HEAD"):
+                await serve_view(self, view, scope, send)
+                return
+            kind = self.classifier.route(method, path)
+            who, call, receive = await self._admit(scope, receive, kind)
         except ApiError as error:
             await send_error(send, error)
             return
         except ClientGone:
             return
-        if call.kind == "free" or not call.cost:
+        if not call.cost and call.model is None and not call.features:
             await self._free(scope, receive, send, who, call)
             return
-        try:
-            decision = await self._run(
-                self.limiter.acquire, who, call.cost, model=call.model, features=call.features
-            )
-        except QuotaError:
-            log.exception("quota: acquire failed for account %r", who.account)
-            await send_error(
-                send, unavailable("the quota service is unavailable", "quota_unavailable")
-            )
-            return
-        if not decision.allowed:
-            headers = decision.headers()
-            if not decision.states:  # an entitlement denial: show the account's state anyway
-                headers = {**await self._peek_headers(who), **headers}
-            await send_json(send, decision.status, decision.error_body(), headers)
+        decision = await self._decide(send, who, call)
+        if decision is None:
             return
         scope = {**scope, "quota": QuotaInfo(who, call, decision)}
         settlement = Settlement(self, who, call, decision)
@@ -141,8 +134,30 @@ class QuotaMiddleware:
             raise
         await settlement.done()
 
+    async def _decide(self, send: Send, who: Principal, call: Call) -> Decision | None:
+        """One acquire; a denial (or a store failure) is answered here and gives None."""
+        try:
+            decision: Decision = await self._run(
+                self.limiter.acquire, who, call.cost, model=call.model, features=call.features
+            )
+        except QuotaError:
+            log.exception("quota: acquire failed for account %r", who.account)
+            await send_error(
+                send, unavailable("the quota service is unavailable", "quota_unavailable")
+            )
+            return None
+        if decision.allowed:
+            return decision
+        headers = decision.headers()
+        if not decision.states:  # an entitlement denial: show the account's state anyway
+            headers = {**await self._peek_headers(who), **headers}
+        if decision.retry_after is None or decision.status in (402, 403):
+            headers["x-should-retry"] = "false"  # the OpenAI SDKs would retry twice for nothing
+        await send_json(send, decision.status, decision.error_body(), headers)
+        return None
+
     async def _admit(
-        self, scope: Scope, receive: Receive, path: str
+        self, scope: Scope, receive: Receive, kind: Kind
     ) -> tuple[Principal, Call, Receive]:
         """Key, principal and call of a request; ApiError for anything it must refuse."""
         headers = scope.get("headers") or []
@@ -159,20 +174,12 @@ class QuotaMiddleware:
                 "quota: account %r is on plan %r, unknown to the catalog", who.account, who.plan
             )
             raise unavailable("this account's plan is not configured", "plan_unavailable")
-        kind = self.classifier.route(scope["method"], path)
-        if kind not in BODY_KINDS:
-            return who, self.classifier.bodiless(kind), receive
-        check_json_type(headers)
         body = await read_body(receive, self.max_body, content_length(headers))
-        if not body.strip():
-            raise bad_request("the request body must be a JSON object", "invalid_request_body")
-        try:
-            parsed = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise bad_request(
-                f"the request body is not valid JSON: {exc}"[:200], "invalid_json"
-            ) from None
-        return who, self.classifier.classify(kind, parsed), replay(body, receive)
+        parsed = parse_body(kind, headers, body, kind in JSON_ONLY)
+        if parsed is None:
+            return who, self.classifier.empty(kind), replay(body, receive)
+        call = self.classifier.classify(kind, parsed.fields, parsed.media, parsed.opaque)
+        return who, call, replay(body, receive)
 
     async def _peek_headers(self, who: Principal) -> dict[str, str]:
         """The account's current state as response headers (charges nothing)."""

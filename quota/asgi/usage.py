@@ -3,7 +3,11 @@
 Nothing here delays or holds the response: ``feed`` looks at each body chunk and returns.
 Memory is bounded: a JSON body is kept up to ``max_json`` bytes (beyond, only a tail in which
 the trailing ``"usage"`` object is looked for), an SSE stream only keeps the unfinished line
-(at most ``max_line`` bytes; a longer line is skipped). gzip and deflate are decoded.
+(at most ``max_line`` bytes; a longer line is skipped). gzip and deflate are inflated with a
+bound (``max_inflated`` bytes in all): past it the reader stops and the estimate stands.
+
+Usage may come once at the end or cumulatively on every chunk (vLLM's
+``continuous_usage_stats``): each count keeps the largest value seen.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ _LIMIT = MAX_SAFE // 2
 _TAIL = 64 * 1024
 _USAGE = re.compile(rb'"usage"\s*:\s*')
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+# The events that end a stream besides ``data: [DONE]`` (Responses API, Anthropic).
+_FINAL_TYPES = frozenset(
+    {"response.completed", "response.failed", "response.incomplete", "message_stop"}
+)
+_FINAL = re.compile(rb'"type"\s*:\s*"(?:response\.(?:completed|failed|incomplete)|message_stop)"')
 # Generated text in a stream chunk, without parsing it: chat deltas, completions, tool-call
 # arguments, Responses API text deltas. Escapes count as their source length (an estimate).
 _TEXT = re.compile(rb'"(?:content|text|arguments|delta)"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -54,6 +63,7 @@ class UsageReader:
         *,
         max_json: int = 8 * 1024 * 1024,
         max_line: int = 1024 * 1024,
+        max_inflated: int = 8 * 1024 * 1024,
     ) -> None:
         media = content_type.split(b";", 1)[0].strip().lower()
         self.mode = (
@@ -70,6 +80,9 @@ class UsageReader:
         self.readable = bool(self.mode)
         self.max_json = max_json
         self.max_line = max_line
+        self.max_inflated = max_inflated
+        self.inflated = 0
+        self.capped = False
         self.prompt: int | None = None
         self.completion: int | None = None
         self.total: int | None = None
@@ -86,24 +99,36 @@ class UsageReader:
 
     @property
     def complete(self) -> bool:
-        """An SSE stream has said all it will (its usage, or ``data: [DONE]``): settle now,
-        before the rest goes out, since clients stop reading there."""
-        return self.mode == "sse" and (self._done or self.has_usage)
+        """An SSE stream has ended (``data: [DONE]``, ``response.completed`` and the like):
+        settle now, before that event goes out, since clients stop reading there."""
+        return self.mode == "sse" and self._done
 
     def feed(self, chunk: bytes) -> None:
         """Look at one body chunk (never raises on bad content: it stops reading)."""
         if not self.readable or not chunk:
             return
         if self._inflate is not None:
-            try:
-                chunk = self._inflate.decompress(chunk)
-            except zlib.error:
-                self.readable = False
+            chunk = self._inflated(chunk)
+            if not chunk:
                 return
         if self.mode == "sse":
             self._feed_sse(chunk)
         else:
             self._feed_json(chunk)
+
+    def _inflated(self, chunk: bytes) -> bytes:
+        """Inflate one chunk within what is left of ``max_inflated`` (a bomb stops here)."""
+        room = self.max_inflated - self.inflated
+        try:
+            out: bytes = self._inflate.decompress(chunk, room)
+        except zlib.error:
+            self.readable = False
+            return b""
+        self.inflated += len(out)
+        if self._inflate.unconsumed_tail or self.inflated >= self.max_inflated:
+            self.readable, self.capped = False, True
+            return b""
+        return out
 
     def finish(self) -> None:
         """The body is complete: parse the JSON document (SSE needs nothing more)."""
@@ -127,6 +152,8 @@ class UsageReader:
     def tokens(self, prompt_estimate: int) -> tuple[int, int] | None:
         """(prompt, completion) tokens: from ``usage`` when seen, else the prompt estimate and
         the generated text seen (4 characters a token); None when the body was unreadable."""
+        if self.capped:
+            return None
         if self.has_usage:
             prompt, completion, total = self.prompt, self.completion, self.total
             if prompt is None and completion is None:
@@ -181,7 +208,8 @@ class UsageReader:
         if not payload.startswith(b"{"):
             self._done = self._done or payload == b"[DONE]"
             return  # "[DONE]", comments, non-JSON events
-        if not _USAGE_OBJECT.search(payload):  # most chunks: count their text, parse nothing
+        if not _USAGE_OBJECT.search(payload) and not _FINAL.search(payload):
+            # most chunks: count their text, parse nothing
             self.text_chars += sum(len(m) for m in _TEXT.findall(payload))
             return
         try:
@@ -194,6 +222,8 @@ class UsageReader:
         """Usage and generated text from a response object or a stream chunk."""
         if not isinstance(event, dict):
             return
+        if not whole and event.get("type") in _FINAL_TYPES:
+            self._done = True
         usage = event.get("usage")
         response = event.get("response")
         if usage is None and isinstance(response, dict):
@@ -225,5 +255,13 @@ class UsageReader:
         prompt = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
         completion = _count(usage.get("completion_tokens", usage.get("output_tokens")))
         total = _count(usage.get("total_tokens"))
-        if prompt is not None or completion is not None or total is not None:
-            self.prompt, self.completion, self.total = prompt, completion, total
+        self.prompt = _larger(self.prompt, prompt)
+        self.completion = _larger(self.completion, completion)
+        self.total = _larger(self.total, total)
+
+
+def _larger(seen: int | None, new: int | None) -> int | None:
+    """The larger of two counts, either of which may be missing."""
+    if seen is None or new is None:
+        return new if seen is None else seen
+    return max(seen, new)
