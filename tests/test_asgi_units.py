@@ -320,6 +320,7 @@ async def drive(
     body: bytes = b'{"model": "m", "messages": []}',
     headers: dict[str, str] | None = None,
     scope_type: str = "http",
+    raw_path: bytes | None = None,
 ) -> list[Message]:
     sent: list[Message] = []
     inbox: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
@@ -334,6 +335,8 @@ async def drive(
         (k.lower().encode(), v.encode()) for k, v in (headers or {"x-api-key": "sk-basic"}).items()
     ]
     scope = {"type": scope_type, "method": method, "path": path, "headers": raw, "root_path": ""}
+    if raw_path is not None:
+        scope["raw_path"] = raw_path
     await app(scope, receive, send)
     return sent
 

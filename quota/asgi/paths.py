@@ -20,6 +20,8 @@ from .types import Scope
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 #: characters kept as they are in a raw path segment (RFC 3986 pchar minus '%')
 _SAFE = "!$&'()*+,;=:@-._~"
+#: a path made only of these, with no dot segment or empty one, is already normal
+_PLAIN = bytes(_UNRESERVED) + b"/!$&'()*+,;=:@"
 
 
 def _refuse(why: str) -> ApiError:
@@ -47,6 +49,9 @@ def normalise(raw: bytes) -> tuple[str, str]:
     unreserved escapes decoded; ApiError (400 ``invalid_path``) when it cannot be."""
     if not raw.startswith(b"/"):
         raise _refuse("it must start with '/'")
+    if not raw.translate(None, _PLAIN) and b"//" not in raw and b"/." not in raw:
+        text = raw.decode("ascii")  # the common case: nothing to decode or resolve
+        return text, text
     decoded: list[str] = []
     encoded: list[str] = []
     trailing = False
