@@ -368,7 +368,13 @@ def test_lifespan_websocket_options_and_public_paths_pass_through(clock: FakeClo
     preflight = {"origin": "https://app.example", "access-control-request-method": "POST"}
     asyncio.run(drive(mw, method="OPTIONS", body=b"", headers=preflight))
     asyncio.run(drive(mw, method="GET", path="/health", headers={}))
-    assert len(seen) == 4
+    assert len(seen) == 3  # a websocket is refused: nothing on it is priced
+    sent = asyncio.run(drive(mw, scope_type="websocket", path="/v1/realtime"))
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    open_mw = quota.QuotaMiddleware(app, limiter=mw.limiter, resolve=dict().get, websockets="pass")
+    asyncio.run(drive(open_mw, scope_type="websocket", headers={}))
+    asyncio.run(drive(mw, scope_type="websocket", path="/health", headers={}))  # public
+    assert len(seen) == 5
     # OPTIONS with a body, or without the preflight headers, is no preflight: never forwarded
     for headers in ({}, {**preflight, "content-length": "30"}):
         sent = asyncio.run(drive(mw, method="OPTIONS", headers=headers))
@@ -377,7 +383,7 @@ def test_lifespan_websocket_options_and_public_paths_pass_through(clock: FakeClo
     assert sent[0]["status"] == 405
     sent = asyncio.run(drive(mw, method="OPTIONS", path="/v1/custom", headers={"origin": "o"}))
     assert sent[0]["status"] == 401
-    assert len(seen) == 4
+    assert len(seen) == 5
     assert left(limiter, who)["rpd"] == 7200
 
 

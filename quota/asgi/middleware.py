@@ -1,11 +1,13 @@
 """``QuotaMiddleware``: the catalog enforced on an ASGI app's HTTP traffic, streams included.
 
-Per request: identify the key, resolve the principal (cached), classify and price the request
-with the profile, one ``acquire``; a denial is answered here (401/402/403/413/415/429/400/503
-in the OpenAI error shape), an admission goes to the app with the body replayed unchanged. The
-wrapped ``send`` adds the rate-limit headers to ``http.response.start``, reads ``usage`` from
-the body as it passes, and settles (or releases) before the final body message goes out (on
-SSE, before the usage or ``[DONE]`` chunk), so a client's next request already sees it.
+Per request: normalise the path the app will see (``paths``), check the route's methods,
+identify the key, resolve the principal (cached), read the body and price it with the profile
+(the body decides, on every route), one ``acquire``; a denial is answered here
+(400/401/402/403/404/405/413/415/429/503 in the OpenAI error shape), an admission goes to the
+app with the body replayed unchanged. The wrapped ``send`` adds the rate-limit headers to
+``http.response.start``, reads ``usage`` from the body as it passes, and settles (or releases)
+before the final body message goes out (on SSE, before ``[DONE]`` or the final event), so a
+client's next request already sees it.
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ class QuotaMiddleware:
     called inline on the memory engine and through ``asyncio.to_thread`` on any other
     (``offload`` overrides). ``resolve(key)``: sync or async, returns a ``Principal`` or None;
     cached ``key_ttl`` seconds (unknown keys ``negative_key_ttl``) on ``key_clock`` (default
-    ``time.monotonic``). ``public_paths``: exact
-    paths that pass without a key and uncharged (health checks). ``OPTIONS`` requests (CORS
-    preflight) and non-HTTP scopes (lifespan, websocket) pass through untouched.
+    ``time.monotonic``). ``public_paths``: exact (normalised) paths that pass without a key
+    and uncharged (health checks). Real CORS preflights pass without a key and without a
+    body; lifespan passes untouched; websockets are refused (HTTP 403) unless
+    ``websockets="pass"`` or on a public path, since nothing on them is priced.
     ``views=True`` answers ``GET /stats`` and ``GET /validate`` here (``quota.views``; a
     mapping ``{path: "stats" | "validate"}`` picks the paths), charging nothing.
     """
@@ -70,6 +73,7 @@ class QuotaMiddleware:
         offload: bool | None = None,
         key_clock: Callable[[], float] | None = None,
         views: bool | Mapping[str, str] = False,
+        websockets: Literal["refuse", "pass"] = "refuse",
     ) -> None:
         if isinstance(profile, str):
             if profile != "openai":
@@ -93,9 +97,16 @@ class QuotaMiddleware:
                 limiter.backend, MemoryBackend
             )
         self.offload = offload
+        if websockets not in ("refuse", "pass"):
+            raise ValueError(f"websockets must be 'refuse' or 'pass', got {websockets!r}")
+        self.websockets = websockets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket" and not self._lets_through(scope):
+                await receive()  # websocket.connect; closing before accept is an HTTP 403
+                await send({"type": "websocket.close", "code": 1008})
+                return
             await self.app(scope, receive, send)
             return
         try:
@@ -133,6 +144,16 @@ class QuotaMiddleware:
             await settlement.failed()
             raise
         await settlement.done()
+
+    def _lets_through(self, scope: Scope) -> bool:
+        """Whether a websocket may reach the app: none is priced, so only where the operator
+        said so (``websockets="pass"``, or a public path)."""
+        if self.websockets == "pass":
+            return True
+        try:
+            return _path(normalised_scope(scope)) in self.public_paths
+        except ApiError:
+            return False
 
     async def _decide(self, send: Send, who: Principal, call: Call) -> Decision | None:
         """One acquire; a denial (or a store failure) is answered here and gives None."""

@@ -21,8 +21,8 @@ from ..algorithms import MAX_SAFE
 
 _LIMIT = MAX_SAFE // 2
 _TAIL = 64 * 1024
-_USAGE = re.compile(rb'"usage"\s*:\s*')
-_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_USAGE = re.compile(rb'"usage(?:Metadata)?"\s*:\s*')
+_USAGE_OBJECT = re.compile(rb'"usage(?:Metadata)?"\s*:\s*\{')
 # The events that end a stream besides ``data: [DONE]`` (Responses API, Anthropic).
 _FINAL_TYPES = frozenset(
     {"response.completed", "response.failed", "response.incomplete", "message_stop"}
@@ -224,7 +224,7 @@ class UsageReader:
             return
         if not whole and event.get("type") in _FINAL_TYPES:
             self._done = True
-        usage = event.get("usage")
+        usage = event.get("usage", event.get("usageMetadata"))  # OpenAI, Anthropic; Gemini
         response = event.get("response")
         if usage is None and isinstance(response, dict):
             usage = response.get("usage")
@@ -252,12 +252,23 @@ class UsageReader:
     def _usage(self, usage: object) -> None:
         if not isinstance(usage, dict):
             return
-        prompt = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
-        completion = _count(usage.get("completion_tokens", usage.get("output_tokens")))
-        total = _count(usage.get("total_tokens"))
+        if "promptTokenCount" in usage or "candidatesTokenCount" in usage:  # Gemini
+            prompt = _count(usage.get("promptTokenCount"))
+            completion = _sum(usage.get("candidatesTokenCount"), usage.get("thoughtsTokenCount"))
+            total = _count(usage.get("totalTokenCount"))
+        else:
+            prompt = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
+            completion = _count(usage.get("completion_tokens", usage.get("output_tokens")))
+            total = _count(usage.get("total_tokens"))
         self.prompt = _larger(self.prompt, prompt)
         self.completion = _larger(self.completion, completion)
         self.total = _larger(self.total, total)
+
+
+def _sum(*values: object) -> int | None:
+    """The sum of the counts present (Gemini bills thinking as output); None when none is."""
+    counts = [c for c in map(_count, values) if c is not None]
+    return min(sum(counts), _LIMIT) if counts else None
 
 
 def _larger(seen: int | None, new: int | None) -> int | None:
