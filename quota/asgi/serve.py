@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..catalog import Catalog, Principal
 from ..errors import ConfigError
+from ..keys import ENV_SECRET, secret_from_env
 from ..limiter import AsyncLimiter
 from .identity import MAX_KEY_LENGTH
 from .middleware import QuotaMiddleware
@@ -78,9 +81,10 @@ def load_keys(path: str | Path, catalog: Catalog) -> dict[str, Principal]:
 
 
 class Gateway:
-    """The served app: the middleware around the stand-in upstream; closes the limiter at
-    lifespan shutdown. With ``metrics`` (the limiter's observer), ``/metrics`` answers its
-    Prometheus exposition, outside the middleware (no key, never charged)."""
+    """The served app: the middleware around the stand-in upstream, with its own ``/stats``
+    and ``/validate`` views on; closes the limiter at lifespan shutdown. With ``metrics`` (the
+    limiter's observer), ``/metrics`` answers its Prometheus exposition, outside the
+    middleware (no key, never charged)."""
 
     def __init__(
         self,
@@ -93,7 +97,9 @@ class Gateway:
         upstream = StandInUpstream([*models, BASIC_MODEL] if models else DEFAULT_MODELS)
         self.limiter = limiter
         self.keys = dict(keys)
-        self.app: ASGIApp = QuotaMiddleware(upstream, limiter=limiter, resolve=self.keys.get)
+        self.app: ASGIApp = QuotaMiddleware(
+            upstream, limiter=limiter, resolve=self.keys.get, views=True
+        )
         if metrics is not None:
             from ..metrics import with_metrics
 
@@ -141,6 +147,19 @@ def banner(
     return "\n".join(lines)
 
 
+def hashing_secret() -> tuple[bytes, str]:
+    """The secret that keys the stored names (``quota.keys``), and a line saying where it came
+    from (never the secret itself): ``$QUOTA_SECRET`` when set (ConfigError when it is too
+    short), else a random one for this run only."""
+    if ENV_SECRET in os.environ:
+        return secret_from_env(), f"quota serve: hashing secret from ${ENV_SECRET}"
+    return secrets.token_bytes(32), (
+        f"quota serve: ${ENV_SECRET} is not set: a random hashing secret for this run (what it"
+        f" stores cannot be found by another run or by `quota usage`; export {ENV_SECRET} to"
+        " keep it)"
+    )
+
+
 def run(
     catalog_source: str,
     backend: str,
@@ -150,7 +169,7 @@ def run(
     metrics: bool = False,
 ) -> int:
     """Serve until interrupted; ConfigError when uvicorn (or, with ``metrics``,
-    prometheus-client) is missing or an input is bad."""
+    prometheus-client) is missing or an input is bad (``$QUOTA_SECRET`` too short, say)."""
     try:
         import uvicorn
     except ImportError:
@@ -160,13 +179,15 @@ def run(
     catalog = Catalog.load(catalog_source)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     keys = load_keys(keys_file, catalog) if keys_file else demo_keys(catalog, now)
+    secret, said = hashing_secret()
     observer = None
     if metrics:
         from ..metrics import PrometheusMetrics
 
         observer = PrometheusMetrics()  # the global registry: process metrics come along
-    limiter = AsyncLimiter(catalog, backend, observer=observer)
+    limiter = AsyncLimiter(catalog, backend, observer=observer, secret=secret)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    print(said, file=sys.stderr, flush=True)
     print(banner(catalog, backend, keys, url, keys_file is None, metrics), flush=True)
     app = Gateway(limiter, keys, observer)
     config = uvicorn.Config(app, host=host, port=port, log_level="info")

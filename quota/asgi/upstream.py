@@ -1,51 +1,43 @@
 """A stand-in for an LLM provider, for ``quota serve`` and the tests: a tiny pure-ASGI app.
 
-It answers the OpenAI-compatible endpoints with deterministic text and real ``usage``:
-``/v1/chat/completions`` and ``/v1/completions`` (JSON, or SSE with ``"stream": true``; the
-usage chunk only with ``stream_options.include_usage``, as OpenAI does), ``/generate``,
-``/v1/web-extract``, ``/v1/images/generations``, ``/v1/models``, ``/stats``, ``/validate``.
-Completion tokens are the words of the reply (cut at ``max_tokens``); prompt tokens are the
-profile's estimate. A request header ``X-Upstream-Status: 503`` makes it fail with that status,
-to try success-only counting.
+It answers the routes of ``routes`` with their methods only (another method: 405 with
+``Allow``; an unknown path: 404), deterministically and with real ``usage`` (the bodies are
+built in ``upstream_replies``): ``/v1/chat/completions``, ``/v1/completions`` and
+``/generate`` (JSON, or SSE with ``"stream": true``), ``/v1/responses`` (JSON or SSE events),
+``/v1/embeddings``, ``/v1/images/{generations,edits,variations}``, ``/v1/moderations``,
+``/v1/web-extract``, and ``GET`` ``/v1/models``, ``/v1/models/<id>``, ``/stats``,
+``/validate``. Audio is not served (501). A request header ``X-Upstream-Status: 503`` makes
+it fail with that status (400 to 599), to try success-only counting; any other value is 400.
 """
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .profile import estimate_prompt_tokens
-from .responses import send_json
+from . import upstream_replies as replies
+from .responses import ApiError, bad_request, send_error, send_json
+from .routes import Kind, allowed_methods, kind_of, route_key
 from .types import Receive, Scope, Send, header
 
 DEFAULT_MODELS = ("gpt-5.5", "claude-opus-4.8", "gemini-3.1-pro-preview", "llama-3.1-8b")
-_INTRO = ("This", "is", "the", "stand-in", "upstream", "of", "quota", "serve.", "You", "said:")
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-
-
-def reply_words(body: dict[str, Any]) -> list[str]:
-    """The stand-in's reply to ``body``, as words: fixed text quoting the last user input."""
-    said = ""
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in messages:
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                said = message["content"]
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        said = prompt
-    return [*_INTRO, *(said.split()[:50] or ["nothing"])]
-
-
-def _limit(body: dict[str, Any]) -> int | None:
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
+#: Whole JSON answers of the POST routes, by kind (text kinds may stream instead).
+_JSON: dict[Kind, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "chat": lambda body: replies.completion(body, chat=True),
+    "generate": lambda body: replies.completion(body, chat=False),
+    "responses": replies.response,
+    "embeddings": replies.embeddings,
+    "images": replies.images,
+    "moderations": replies.moderations,
+    "web_extract": replies.web_extract,
+}
+_STREAMS: dict[Kind, Callable[[dict[str, Any]], list[replies.Event]]] = {
+    "chat": lambda body: replies.completion_events(body, chat=True),
+    "generate": lambda body: replies.completion_events(body, chat=False),
+    "responses": replies.response_events,
+}
 
 
 class StandInUpstream:
@@ -64,115 +56,113 @@ class StandInUpstream:
         if scope["type"] != "http":
             return
         self.served += 1
-        path = scope["path"].rstrip("/")
-        path = path[3:] if path.startswith("/v1/") else path
-        status = header(scope.get("headers") or [], b"x-upstream-status")
-        if status and status[0].isdigit() and 400 <= int(status[0]) <= 599:
-            await _error(
-                send, int(status[0]), "the stand-in upstream failed as asked", "upstream_error"
-            )
-            return
-        if scope["method"] == "GET" or path in ("/stats", "/validate"):
-            await self._get(scope, send, path)
-            return
-        raw = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            raw += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
         try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            await _error(send, 400, "the body must be a JSON object", "invalid_request_body")
-            return
-        if path in ("/chat/completions", "/completions", "/generate"):
-            await self._complete(send, path, body)
-        elif path == "/web-extract":
-            url = body.get("url")
-            page = f"Stand-in content of {url}." if isinstance(url, str) else "Stand-in content."
-            await send_json(send, 200, {"url": url, "title": "Stand-in page", "content": page})
-        elif path == "/images/generations":
-            n = body["n"] if isinstance(body.get("n"), int) else 1
-            data = [{"url": f"https://images.invalid/{i}.png"} for i in range(n)]
-            await send_json(send, 200, {"created": int(time.time()), "data": data})
-        else:
-            await _error(send, 404, f"no such endpoint: POST {scope['path']}", "not_found")
+            await self._serve(scope, receive, send)
+        except replies.BadRequest as exc:
+            await send_error(send, bad_request(str(exc), "invalid_request_body"))
+        except ApiError as error:
+            await send_error(send, error)
 
-    async def _get(self, scope: Scope, send: Send, path: str) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = asked_status(scope)
+        if status is not None:
+            error_type = "server_error" if status >= 500 else "upstream_error"
+            message = "the stand-in upstream failed as asked"
+            raise ApiError(status, message, "upstream_error", type=error_type)
+        path, method = scope["path"], scope["method"]
+        kind = kind_of(path)
+        if kind == "other":
+            raise ApiError(404, f"no such endpoint: {method} {path}", "not_found")
+        allowed = allowed_methods(kind)
+        if method not in allowed:
+            message = f"{method} is not allowed on {path}: use {', '.join(allowed)}"
+            headers = {"Allow": ", ".join(allowed)}
+            raise ApiError(405, message, "method_not_allowed", headers=headers)
+        if kind == "free":
+            await send_json(send, 200, self._read(scope, route_key(path)))
+            return
+        if kind in ("audio", "speech"):
+            message = "the stand-in upstream does not serve audio"
+            raise ApiError(501, message, "not_implemented", type="server_error")
+        raw = await _read_body(receive)
+        if raw is None:
+            return  # the client left
+        body = _json_object(raw, lenient=kind == "images")
+        if body.get("stream") is True and kind in _STREAMS:
+            await _send_events(send, _STREAMS[kind](body), done=kind != "responses")
+        else:
+            await send_json(send, 200, _JSON[kind](body))
+
+    def _read(self, scope: Scope, key: str) -> dict[str, Any]:
+        """The body of a ``GET`` (models, one model, stats, validate)."""
         info = scope.get("quota")
         who = getattr(info, "principal", None)
         account = {"account": who.account, "plan": who.plan} if who is not None else {}
-        if path == "/models":
-            data = [
-                {"id": m, "object": "model", "created": 0, "owned_by": "stand-in"}
-                for m in self.models
-            ]
-            await send_json(send, 200, {"object": "list", "data": data})
-        elif path == "/validate":
-            await send_json(send, 200, {"valid": True, **account})
-        elif path == "/stats":
-            await send_json(send, 200, {"requests_served": self.served, **account})
-        else:
-            await _error(send, 404, f"no such endpoint: GET {scope['path']}", "not_found")
+        if key == "/validate":
+            return {"valid": True, **account}
+        if key == "/stats":
+            return {"requests_served": self.served, **account}
+        models = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "stand-in"} for m in self.models
+        ]
+        if key == "/models":
+            return {"object": "list", "data": models}
+        wanted = key.removeprefix("/models/")
+        for model in models:
+            if model["id"] == wanted:
+                return model
+        raise ApiError(404, f"no such model: {wanted!r}", "model_not_found", param="model")
 
-    async def _complete(self, send: Send, path: str, body: dict[str, Any]) -> None:
-        words = reply_words(body)
-        limit = _limit(body)
-        finish = "stop"
-        if limit is not None and len(words) > limit:
-            words, finish = words[:limit], "length"
-        usage = {
-            "prompt_tokens": estimate_prompt_tokens(body),
-            "completion_tokens": len(words),
-        }
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        model = body.get("model") if isinstance(body.get("model"), str) else "stand-in"
-        chat = path == "/chat/completions"
-        base = {
-            "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion" if chat else "text_completion",
-            "created": int(time.time()),
-            "model": model,
-        }
-        if body.get("stream") is not True:
-            text = " ".join(words)
-            choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
-            if chat:
-                choice["message"] = {"role": "assistant", "content": text}
-            else:
-                choice["text"] = text
-            await send_json(send, 200, {**base, "choices": [choice], "usage": usage})
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE})
-        base["object"] = "chat.completion.chunk" if chat else "text_completion"
-        for i, word in enumerate(words):
-            piece = word if i == len(words) - 1 else word + " "
-            delta: dict[str, Any] = {"index": 0, "finish_reason": None}
-            if chat:
-                delta["delta"] = {"content": piece, **({"role": "assistant"} if i == 0 else {})}
-            else:
-                delta["text"] = piece
-            await _event(send, {**base, "choices": [delta]})
-        last: dict[str, Any] = {"index": 0, "finish_reason": finish}
-        last["delta" if chat else "text"] = {} if chat else ""
-        await _event(send, {**base, "choices": [last]})
-        options = body.get("stream_options")
-        if isinstance(options, dict) and options.get("include_usage") is True:
-            await _event(send, {**base, "choices": [], "usage": usage})
+
+def asked_status(scope: Scope) -> int | None:
+    """The status ``X-Upstream-Status`` asks for: None without the header; ApiError 400
+    (``invalid_upstream_status``) unless it is one value of three digits from 400 to 599."""
+    values = header(scope.get("headers") or [], b"x-upstream-status")
+    if not values:
+        return None
+    value = values[0]
+    if len(values) == 1 and len(value) == 3 and value.isdigit() and 400 <= int(value) <= 599:
+        return int(value)
+    raise bad_request(
+        "X-Upstream-Status takes one status code from 400 to 599 (three digits)",
+        "invalid_upstream_status",
+    )
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body; None when the client disconnects first."""
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _json_object(raw: bytes, lenient: bool) -> dict[str, Any]:
+    """The body as a JSON object; ``lenient`` (images: edits and variations are multipart
+    forms) takes any other body as ``{}``."""
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return body
+    if lenient:
+        return {}
+    raise replies.BadRequest("the body must be a JSON object")
+
+
+async def _send_events(send: Send, events: list[replies.Event], done: bool) -> None:
+    """Send ``events`` as server-sent events, then ``data: [DONE]`` when ``done``."""
+    await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+    for name, data in events:
+        line = b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+        if name is not None:
+            line = b"event: " + name.encode() + b"\n" + line
+        await send({"type": "http.response.body", "body": line, "more_body": True})
+    if done:
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _event(send: Send, data: dict[str, Any]) -> None:
-    chunk = b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
-    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-
-async def _error(send: Send, status: int, message: str, code: str) -> None:
-    error = {"message": message, "type": "upstream_error", "param": None, "code": code}
-    await send_json(send, status, {"error": error})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
