@@ -157,6 +157,10 @@ def parse_body(kind: str, headers: RawHeaders, body: bytes, json_only: bool) -> 
     JSON-only routes take JSON (415 otherwise); upload routes also take forms; unknown routes
     take anything: what is not JSON or a form is opaque (text by size, media by its type)."""
     media = media_type(headers)
+    encoding = [v.strip().lower() for v in header(headers, b"content-encoding")]
+    if any(value not in (b"", b"identity") for value in encoding):
+        # the app might inflate what this reads as opaque bytes: refuse, never misprice
+        raise ApiError(415, "compressed request bodies are not accepted", "unsupported_encoding")
     if not body.strip():
         if kind in ("other", "free"):
             return None
