@@ -253,3 +253,41 @@ def test_a_gzip_bomb_is_inflated_with_a_bound() -> None:
     reader.finish()
     assert reader.inflated <= 4 << 20 and reader.capped
     assert reader.tokens(10) is None  # past the cap the estimate stands
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers"),
+    [
+        ("/v1/chat/completions", {"model": "GPT-5.5", "messages": []}, {}),
+        ("/v1/chat/completions", {"model": "openai/gpt-5.5", "messages": []}, {}),
+        ("/v1/chat/completions", {"model": "models/gpt-5.5:latest", "messages": []}, {}),
+        ("/v1beta/models/gemini-3.1-pro-preview:generateContent", {"contents": []}, {}),
+        ("/V1/IMAGES/GENERATIONS", {"prompt": "a cat"}, {}),
+        ("/v1/images/generations;x=1", {"prompt": "a cat"}, {}),
+        ("/v1/audio/speech", {"model": "tts", "input": "hi", "voice": "alloy"}, {}),
+        ("/v1/x", {"model": "m", "tool_choice": {"type": "web_search_preview"}}, {}),
+        ("/v1/x", {"model": "m", "tools": [{"type": "web_search_20250305"}]}, {}),
+        ("/v1/x", {"model": "gpt-5.5"}, {"content-type": "text/plain"}),  # JSON, whatever label
+    ],
+)
+def test_spellings_an_upstream_may_serve_are_gated(
+    clock: FakeClock, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    mw, limiter, who = gateway(answer(), clock)
+    sent = asyncio.run(
+        drive(
+            mw,
+            path=path,
+            body=json.dumps(body).encode(),
+            headers={"x-api-key": "sk-basic", **headers},
+        )
+    )
+    assert sent[0]["status"] == 403, sent
+    assert left(limiter, who)["rpd"] == 7200
+
+
+def test_a_model_in_the_path_and_another_in_the_body_is_refused(clock: FakeClock) -> None:
+    mw, _, _ = gateway(answer(), clock)
+    body = json.dumps({"model": "llama-3.1-8b", "contents": []}).encode()
+    sent = asyncio.run(drive(mw, path="/v1beta/models/gpt-5.5:generateContent", body=body))
+    assert sent[0]["status"] == 400 and b"model_mismatch" in sent[1]["body"]

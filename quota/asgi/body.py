@@ -151,11 +151,12 @@ def parse_json(body: bytes) -> object:
         ) from None
 
 
-def parse_body(kind: str, headers: RawHeaders, body: bytes, json_only: bool) -> Parsed | None:
+def parse_body(kind: str, headers: RawHeaders, body: bytes) -> Parsed | None:
     """The body of a request on a route of ``kind``; None when there is none to price.
 
     JSON-only routes take JSON (415 otherwise); upload routes also take forms; unknown routes
-    take anything: what is not JSON or a form is opaque (text by size, media by its type)."""
+    take anything: a body that parses as JSON is JSON whatever its label, else it is opaque
+    (text by size, media by its type)."""
     media = media_type(headers)
     encoding = [v.strip().lower() for v in header(headers, b"content-encoding")]
     if any(value not in (b"", b"identity") for value in encoding):
@@ -165,23 +166,21 @@ def parse_body(kind: str, headers: RawHeaders, body: bytes, json_only: bool) -> 
         if kind in ("other", "free"):
             return None
         raise bad_request("the request body must be a JSON object", "invalid_request_body")
-    if _is_json(media):
-        if media is None and kind in ("other", "free"):
-            try:
-                return Parsed(json.loads(body, object_pairs_hook=_unique))
-            except (ValueError, RecursionError):  # not JSON after all: opaque text
-                return Parsed({}, opaque=len(body))
+    loose = kind in ("other", "free")
+    if _is_json(media) and not loose:
         return Parsed(parse_json(body))
-    assert media is not None
-    if json_only or (kind not in FORM_KINDS):
-        raise _unsupported(media)
-    if media == b"multipart/form-data":
+    if media == b"multipart/form-data" and kind in FORM_KINDS:
         return _multipart(kind, header(headers, b"content-type")[0], body)
-    if media == b"application/x-www-form-urlencoded":
+    if media == b"application/x-www-form-urlencoded" and kind in FORM_KINDS:
         return Parsed(_form(_urlencoded(body)))
-    if kind not in ("other", "free"):
-        raise _unsupported(media)
-    major = media.split(b"/", 1)[0].decode("latin-1")
+    if not loose:
+        raise _unsupported(media or b"")
+    try:  # whatever its label: an app may read JSON from any body (request.json())
+        return Parsed(json.loads(body, object_pairs_hook=_unique))
+    except (ValueError, RecursionError):
+        if _is_json(media) and media is not None:
+            raise bad_request("the request body is not valid JSON", "invalid_json") from None
+    major = (media or b"text").split(b"/", 1)[0].decode("latin-1")
     found: Media = Counter()
     if major != "text":
         found[major if major in ("image", "audio", "video") else "file"] += 1

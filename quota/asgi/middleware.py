@@ -25,7 +25,7 @@ from ..limiter import AsyncLimiter, Limiter
 from .body import DEFAULT_MAX_BODY, ClientGone, content_length, parse_body, read_body, replay
 from .identity import KeyCache, Resolver, extract_key, unknown_key
 from .paths import is_preflight, normalised_scope
-from .profile import JSON_ONLY, Call, Kind, OpenAIProfile
+from .profile import Call, Kind, OpenAIProfile
 from .responses import ApiError, send_error, send_json, unavailable
 from .settle import Settlement
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -196,10 +196,12 @@ class QuotaMiddleware:
             )
             raise unavailable("this account's plan is not configured", "plan_unavailable")
         body = await read_body(receive, self.max_body, content_length(headers))
-        parsed = parse_body(kind, headers, body, kind in JSON_ONLY)
+        parsed = parse_body(kind, headers, body)
         if parsed is None:
             return who, self.classifier.empty(kind), replay(body, receive)
-        call = self.classifier.classify(kind, parsed.fields, parsed.media, parsed.opaque)
+        call = self.classifier.classify(
+            kind, parsed.fields, parsed.media, parsed.opaque, _path(scope)
+        )
         return who, call, replay(body, receive)
 
     async def _peek_headers(self, who: Principal) -> dict[str, str]:

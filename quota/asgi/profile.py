@@ -38,7 +38,7 @@ from ..algorithms import MAX_SAFE
 from ..catalog import Catalog
 from .content import Media, estimate_prompt_tokens, media_parts
 from .responses import ApiError, bad_request
-from .routes import METHODS, ROUTES, Kind, allowed_methods, kind_of
+from .routes import METHODS, ROUTES, Kind, allowed_methods, kind_of, model_in_path
 from .tools import NATIVE_TOOLS, ToolReader
 
 Estimator = Callable[[Mapping[str, Any]], int]
@@ -49,10 +49,6 @@ MAX_N = 128
 OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_new_tokens", "max_output_tokens")
 #: kinds whose tokens include an output reserve (unknown routes too: they may generate)
 RESERVING = frozenset({"chat", "generate", "responses", "other", "free"})
-#: kinds whose body must be JSON (415 otherwise)
-JSON_ONLY = frozenset(
-    {"chat", "generate", "responses", "embeddings", "speech", "moderations", "web_extract"}
-)
 MEDIA_FEATURES = {"image": "images", "audio": "audio", "video": "video", "file": "files"}
 
 __all__ = ["Call", "Classifier", "Kind", "OpenAIProfile", "estimate_prompt_tokens"]
@@ -120,6 +116,9 @@ class Classifier:
         self.tools = ToolReader(profile.native_tools)
         self.known = catalog.meter_names | set(catalog.meters.aliases)
         self.named = {f for plan in catalog.plans.values() for f in plan.features} - {"*"}
+        self.model_ids = {
+            name.lower(): name for name in catalog.models if not any(c in name for c in "*?[")
+        }
         self.media = {
             kind: name if self._is_named(name) else "images"
             for kind, name in MEDIA_FEATURES.items()
@@ -158,15 +157,21 @@ class Classifier:
     # -- bodies ------------------------------------------------------------------------------
 
     def classify(
-        self, kind: Kind, body: object, extra: Media | None = None, opaque: int = 0
+        self,
+        kind: Kind,
+        body: object,
+        extra: Media | None = None,
+        opaque: int = 0,
+        path: str = "",
     ) -> Call:
         """Validate a parsed body of a ``kind`` route and estimate its cost (400s).
 
         ``extra``: media found outside the parsed fields (multipart files, an opaque body);
-        ``opaque``: characters of content no walk could read (counted as text)."""
+        ``opaque``: characters of content no walk could read (counted as text); ``path``:
+        where a model may be named too (Gemini-style ``/models/<id>:generateContent``)."""
         if not isinstance(body, dict):
             raise bad_request("the request body must be a JSON object", "invalid_request_body")
-        model = _string(body, "model", required=kind == "chat")
+        model = self._model(body, kind, path)
         stream = _flag(body, "stream")
         _messages(body)
         features, native = self.tools.read(body)
@@ -182,6 +187,8 @@ class Classifier:
             features.add("images")
         elif kind == "web_extract":
             cost["web_extract"] = 1
+        elif kind in ("speech", "audio"):  # audio in or out: not text
+            features.add(self.media["audio"])
         features.update(self.media[k] for k in media)
         parts = sum(media.values())
         output = self._reserve(body, n) if kind in RESERVING else 0
@@ -197,6 +204,30 @@ class Classifier:
             if price:
                 cost["credits"] = min(price, MAX_SAFE)
         return Call(kind, self._meters(cost), model, self._gated(features), stream, prompt, output)
+
+    def _model(self, body: dict[str, Any], kind: Kind, path: str) -> str | None:
+        """The model a request names, in the body or (unknown routes) the path, as the
+        catalog spells it; 400 when the two differ."""
+        named = _string(body, "model", required=kind == "chat")
+        in_path = model_in_path(path) if kind == "other" else None
+        both = named is not None and in_path is not None
+        if both and self.canonical_model(named or "") != self.canonical_model(in_path or ""):
+            raise bad_request(
+                "the model in the path and the model in the body differ", "model_mismatch", "model"
+            )
+        model = named if named is not None else in_path
+        return None if model is None else self.canonical_model(model)
+
+    def canonical_model(self, model: str) -> str:
+        """``model`` as the catalog names it: an upstream that ignores case, a provider prefix
+        (``openai/gpt-5.5``, ``models/...``) or a tag (``:latest``) serves the model the
+        catalog prices, so it is gated and priced as that one."""
+        if self.catalog.model_info(model) is not None:
+            return model
+        short = model.strip().lower().rsplit("/", 1)[-1].split(":", 1)[0]
+        if short in self.model_ids:
+            return self.model_ids[short]
+        return short if self.catalog.model_info(short) is not None else model
 
     def _reserve(self, body: dict[str, Any], n: int) -> int:
         """The output reserve: the largest cap the body names (any spelling), times ``n``."""

@@ -7,6 +7,7 @@ middleware normalised them (``paths``), without the ``/v1`` prefix and a trailin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Literal
 
@@ -64,8 +65,12 @@ METHODS: dict[Kind, tuple[str, ...]] = {
 
 
 def route_key(path: str) -> str:
-    """The table key of a normalised path: no trailing slash, no ``/v1`` prefix."""
-    path = path.rstrip("/") or "/"
+    """The table key of a normalised path: no trailing slash, no ``/v1`` prefix, lower case,
+    no ``;parameters`` (an app that ignores case or strips parameters serves the same route,
+    so it is priced as that route)."""
+    if ";" in path:
+        path = "/".join(segment.split(";", 1)[0] for segment in path.split("/"))
+    path = path.lower().rstrip("/") or "/"
     if path == "/v1":
         return "/"
     return path[3:] if path.startswith("/v1/") else path
@@ -83,3 +88,12 @@ def kind_of(path: str, routes: Mapping[str, Kind] = ROUTES) -> Kind:
 def allowed_methods(kind: Kind) -> tuple[str, ...]:
     """The methods a kind answers; empty for ``other`` (any method)."""
     return METHODS[kind]
+
+
+_MODEL_IN_PATH = re.compile(r"/models/([^/:]+):[A-Za-z]+$")
+
+
+def model_in_path(path: str) -> str | None:
+    """The model a Gemini-style path names (``/v1beta/models/<id>:generateContent``)."""
+    found = _MODEL_IN_PATH.search(path)
+    return found.group(1) if found else None

@@ -9,7 +9,9 @@ Spellings read:
   and ``{"type": "function", "name": ...}`` (Responses API): a function named like a native
   tool may be run as either, so it asks for both ``tools`` and the native feature;
 - ``{"google_search": {}}``, ``{"googleSearch": {}}`` (Gemini);
-- the top-level ``web_search_options`` object (one web search), legacy ``functions``.
+- the top-level ``web_search_options`` object (one web search), legacy ``functions``, and a
+  ``tool_choice`` object (forcing a tool asks for it);
+- Anthropic's dated types (``web_search_20250305``, ``code_execution_20250522``).
 
 What it cannot name is a function tool: never free.
 """
@@ -29,11 +31,12 @@ NATIVE_TOOLS: dict[str, str] = {
     "web_search": "google_search",
     "web_search_preview": "google_search",
     "url_context": "url_context",
+    "web_fetch": "url_context",
     "code_execution": "code_execution",
     "code_interpreter": "code_execution",
 }
 FUNCTION = "tools"
-_DATED = re.compile(r"_\d{4}_\d{2}_\d{2}$")
+_DATED = re.compile(r"_(?:\d{4}_\d{2}_\d{2}|\d{8})$")  # OpenAI's and Anthropic's dates
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
@@ -74,6 +77,12 @@ class ToolReader:
                         features.add(name)
                         if name not in native:
                             native.append(name)
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict):  # forcing a tool asks for it, listed or not
+            for name in self._names(choice):
+                features.add(FUNCTION if name is None else name)
+                if name is not None and name not in native:
+                    native.append(name)
         if body.get("web_search_options") is not None:
             features.add("google_search")
             if "google_search" not in native:
