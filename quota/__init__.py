@@ -11,6 +11,7 @@ from .errors import (
     CatalogError,
     ConfigError,
     CostError,
+    PrincipalError,
     QuotaError,
     UnknownPlanError,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "Limiter",
     "Plan",
     "Principal",
+    "PrincipalError",
     "QuotaError",
     "QuotaMiddleware",
     "UnknownPlanError",

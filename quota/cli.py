@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve",
         help="run a demo gateway: the middleware around a stand-in LLM upstream (needs uvicorn)",
+        description="Run a demo gateway: the middleware around a stand-in LLM upstream (needs"
+        " uvicorn). The hashing secret of stored state comes from $QUOTA_SECRET, else a random"
+        " one for the run.",
     )
     serve.add_argument(
         "--catalog", default="zylo", metavar="NAME_OR_FILE", help="catalog (default zylo)"

@@ -11,6 +11,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
+from .backends.urls import redact
 from .catalog import Catalog, Principal
 from .decision import Decision, LimitState, binding
 from .errors import QuotaError
@@ -239,7 +240,7 @@ class Demo:
         )
         return "\n".join(
             [
-                f"quota demo: built-in catalog 'zylo', storage {self.backend},"
+                f"quota demo: built-in catalog 'zylo', storage {redact(self.backend)},"
                 f" clock starts {START:%Y-%m-%dT%H:%M:%SZ}",
                 "",
                 render(HEADERS, self.rows, align=ALIGN),

@@ -22,6 +22,17 @@ class CostError(QuotaError, ValueError):
     """A cost, actual usage or amount is malformed: negative, not an integer, unknown meter."""
 
 
+class PrincipalError(CostError):
+    """A principal lacks a field its plan needs: ``cycle_start`` for a one-time allowance (a
+    trial) or a calendar month anchored on the billing cycle. ``field``, ``plan`` and ``limit``
+    name what is missing and where. A ``CostError``, as this case was before it had a class of
+    its own, so code that catches ``CostError`` keeps working."""
+
+    def __init__(self, message: str, field: str = "", plan: str = "", limit: str = "") -> None:
+        super().__init__(message)
+        self.field, self.plan, self.limit = field, plan, limit
+
+
 class ConfigError(QuotaError, ValueError):
     """A limiter is built with a bad argument: an unknown storage URL, a bad option."""
 

@@ -62,7 +62,14 @@ def secret_from_env(name: str = ENV_SECRET) -> bytes:
     value = os.environ.get(name)
     if value is None:
         raise ConfigError(f"the hashing secret is not set: export {name}=<at least 16 bytes>")
+    return checked_secret(value, name)
+
+
+def checked_secret(value: str, source: str) -> bytes:
+    """``value`` as a hashing secret, or a ConfigError naming ``source`` (an environment
+    variable, a command-line option) when it is shorter than 16 bytes. The message never
+    quotes the value: a secret does not belong on a terminal or in a log."""
     secret = value.encode("utf-8")
     if len(secret) < MIN_SECRET:
-        raise ConfigError(f"{name} is too short ({len(secret)} bytes): give {MIN_SECRET} or more")
+        raise ConfigError(f"{source} is too short ({len(secret)} bytes): give {MIN_SECRET} or more")
     return secret

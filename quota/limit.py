@@ -107,8 +107,12 @@ class Limit(BaseModel):
             parsed = parse_rate(f"{limit}/{period}")
         else:
             raise ValueError("missing 'rate' (e.g. '10/minute'), or 'limit' with 'period'")
-        if parsed.amount < 1:
-            raise ValueError(f"the limit must be at least 1, got {parsed.amount}")
+        if parsed.amount < 1:  # name what the file says: the rate, or its 'limit' field
+            if rate is not None:
+                raise ValueError(
+                    f"bad rate {rate!r}: the limit must be at least 1, got {parsed.amount}"
+                )
+            raise ValueError(f"'limit' must be at least 1, got {limit!r}")
         data["amount"], data["period_ms"] = parsed.amount, parsed.period_ms
         if algo == "calendar":
             if parsed.unit not in CALENDAR_UNITS:
@@ -141,6 +145,12 @@ class Limit(BaseModel):
     def capacity(self) -> int:
         """The most one cost may be: larger costs can never be admitted."""
         return (self.burst or self.amount) if self.algorithm == "token_bucket" else self.amount
+
+    @property
+    def needs_cycle_start(self) -> bool:
+        """Whether its windows start at the principal's ``cycle_start``: a one-time allowance,
+        or calendar months anchored on the billing cycle."""
+        return self.algorithm == "allowance" or self.anchor == "cycle"
 
     @property
     def window_seconds(self) -> float | None:

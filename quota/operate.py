@@ -2,6 +2,11 @@
 
 Each builds a ``Limiter`` on ``--backend`` (a shared store such as ``redis://`` in production),
 does one thing, and prints text or, with ``--json``, one JSON document on stdout.
+
+The store names an account's state by a keyed hash of its id (``quota.keys``), so the commands
+must hash with the secret the gateways use: ``--secret``, else ``$QUOTA_SECRET``, else the
+library's default (what a ``Limiter`` built without ``secret=`` uses). With another secret they
+would read and reset names nobody writes: an exhausted account would show as unused.
 """
 
 from __future__ import annotations
@@ -9,12 +14,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from .backends.urls import redact
 from .catalog import Catalog, Principal
 from .decision import LimitState
+from .keys import ENV_SECRET, checked_secret, secret_from_env
+from .limit import Limit
 from .limiter import Limiter
+from .planner import no_cycle_start
 from .tables import Row, dollars, render, terminal_width
 
 MEMORY_NOTE = (
@@ -40,6 +50,12 @@ def add_account_arguments(parser: argparse.ArgumentParser, plan_required: bool) 
         help="billing-cycle anchor / trial start, e.g. 2026-01-31T10:00:00Z",
     )
     add_store_arguments(parser)
+    parser.add_argument(
+        "--secret",
+        metavar="SECRET",
+        help=f"the gateways' hashing secret (default: ${ENV_SECRET}, else the library's default);"
+        f" prefer ${ENV_SECRET}: other users of the machine can read a command line",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
 
@@ -69,11 +85,42 @@ def principal(args: argparse.Namespace, catalog: Catalog) -> Principal:
     return Principal(account=args.account, plan=plan, key=args.key, cycle_start=args.cycle_start)
 
 
+def missing_cycle_start(who: Principal, catalog: Catalog) -> Limit | None:
+    """The first limit of the principal's plan that counts from a cycle_start (a trial, a
+    billing-cycle month) when the principal has none; None when nothing is missing."""
+    if who.cycle_start is not None:
+        return None
+    return next((lim for lim in catalog.plan(who.plan).limits if lim.needs_cycle_start), None)
+
+
+def require_cycle_start(who: Principal, catalog: Catalog) -> None:
+    """``quota usage`` reads every limit of the plan: one that counts from the account's
+    cycle_start needs ``--cycle-start``. A PrincipalError (exit 2) that says so, rather than
+    the library's hint about ``Principal(...)``."""
+    lim = missing_cycle_start(who, catalog)
+    if lim is not None:
+        hint = "give --cycle-start, e.g. --cycle-start 2026-01-31T10:00:00Z"
+        raise no_cycle_start(catalog.plan(who.plan), lim, hint)
+
+
+def store_secret(args: argparse.Namespace) -> bytes | None:
+    """The hashing secret the gateways wrote the store with: ``--secret``, else
+    ``$QUOTA_SECRET``, else None (the library's default secret, as before either existed).
+    A secret given but shorter than 16 bytes is a ConfigError (exit 2), never a silent
+    fallback to the default: that would act on names no gateway uses."""
+    if args.secret is not None:
+        return checked_secret(args.secret, "--secret")
+    if ENV_SECRET in os.environ:
+        return secret_from_env()
+    return None
+
+
 def open_limiter(args: argparse.Namespace) -> tuple[Catalog, Limiter]:
     catalog = Catalog.load(args.catalog)
+    secret = store_secret(args)
     if args.backend.startswith("memory:"):
         print(MEMORY_NOTE, file=sys.stderr)
-    return catalog, Limiter(catalog, args.backend)
+    return catalog, Limiter(catalog, args.backend, secret=secret)
 
 
 STATE_FIELDS = ("name", "meter", "algorithm", "scope", "limit", "remaining", "reset_after",
@@ -137,6 +184,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     catalog, limiter = open_limiter(args)
     with limiter:
         who = principal(args, catalog)
+        require_cycle_start(who, catalog)
         states = limiter.peek(who)
         usage = getattr(limiter, "usage", None)
         history = usage(who, days=args.days) if usage is not None else None
@@ -146,7 +194,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
             "account": who.account,
             "plan": who.plan,
             "catalog": catalog.name,
-            "backend": args.backend,
+            "backend": redact(args.backend),
             "limits": [state_dict(s) for s in states],
             "limited_by": exhausted,
             "history": history,
@@ -171,13 +219,17 @@ def cmd_reset(args: argparse.Namespace) -> int:
     with limiter:
         who = principal(args, catalog)
         limiter.reset(who, include_balance=args.include_balance)
-        states = limiter.peek(who)
+        # The limits after the reset, for --json; null when the plan counts from a
+        # cycle_start not given (the reset needs none: it forgets every window).
+        states = None
+        if args.json and missing_cycle_start(who, catalog) is None:
+            states = limiter.peek(who)
     if args.json:
         doc = {
             "account": who.account,
             "reset": True,
             "include_balance": args.include_balance,
-            "limits": [state_dict(s) for s in states],
+            "limits": None if states is None else [state_dict(s) for s in states],
         }
         print(json.dumps(doc, indent=2))
         return 0

@@ -19,7 +19,7 @@ from .backends.fallback import store_unavailable
 from .blocks import Block
 from .catalog import Catalog, Plan, Principal
 from .decision import Decision, LimitState, Reservation
-from .errors import CostError
+from .errors import CostError, PrincipalError
 from .keys import DEFAULT_SECRET, GLOBAL_SLOT, account_slot, field_name
 from .limit import Limit, parse_offset_ms
 from .usage import HISTORY, DayWindows, history_limits
@@ -70,6 +70,21 @@ def _bounded(cache: dict[Any, Any], value: V) -> V:
     if len(cache) >= _CACHE_SIZE:
         cache.clear()
     return value
+
+
+def no_cycle_start(
+    plan: Plan, limit: Limit, hint: str = "give Principal(cycle_start=...)"
+) -> PrincipalError:
+    """The error for a principal without the ``cycle_start`` that ``limit`` of ``plan`` counts
+    from, naming the field, the plan and the limit (``hint``: how the caller gives one)."""
+    what = "a one-time allowance" if limit.algorithm == "allowance" else "a billing-cycle month"
+    return PrincipalError(
+        f"plan {plan.name!r}, limit {limit.name!r}: {what} starts at the principal's"
+        f" cycle_start, and this principal has none: {hint}",
+        field="cycle_start",
+        plan=plan.name,
+        limit=limit.name,
+    )
 
 
 def static_params(limit: Limit) -> Params | None:
@@ -154,16 +169,15 @@ class Planner:
             return (amount, start, start + period)
         if algo == "calendar":
             zone = self.catalog.zone_of(plan, limit)
-            if limit.anchor == "cycle" and who.cycle_start is not None:
-                start, end = self.windows.cycle(now, to_ms(who.cycle_start), zone, limit.months)
-            else:
+            if limit.anchor != "cycle":
                 start, end = self.windows.calendar(now, limit.unit, zone)
+            elif who.cycle_start is None:  # never a calendar month instead: a silent misfit
+                raise no_cycle_start(plan, limit)
+            else:
+                start, end = self.windows.cycle(now, to_ms(who.cycle_start), zone, limit.months)
             return (amount, start, end)
         if who.cycle_start is None:  # allowance
-            raise CostError(
-                f"limit {limit.name!r} is a one-time allowance that starts at the principal's"
-                " cycle_start: give Principal(cycle_start=...)"
-            )
+            raise no_cycle_start(plan, limit)
         start = to_ms(who.cycle_start)
         return (amount, start, start + period)
 

@@ -33,8 +33,12 @@ def parse_rate(text: str) -> Rate:
     return Rate(int(item.amount), int(item.multiples), str(gran.name), int(gran.seconds))
 
 
+_DURATION_HINT = "write it like '7 days', '10 minutes', 'hour' or seconds"
+
+
 def parse_duration_ms(value: str | int | float) -> int:
-    """Milliseconds of a duration: seconds as a number, or text like '7 days', 'minute', '90 s'."""
+    """Milliseconds of a duration: seconds as a number, or text like '7 days', 'minute', '90 s'.
+    Errors quote the value as given (not stripped), so that a message names what the file says."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"bad duration {value!r}")
     if isinstance(value, int | float):
@@ -44,14 +48,15 @@ def parse_duration_ms(value: str | int | float) -> int:
     text = value.strip()
     parts = text.split()
     if len(parts) == 2 and parts[1] in ("s", "sec", "ms"):
-        number = float(parts[0])
+        try:
+            number = float(parts[0])
+        except ValueError:
+            raise ValueError(f"bad duration {value!r}: {_DURATION_HINT}") from None
         ms = number * (1 if parts[1] == "ms" else 1000)
         if not 0 < ms < 1e18:  # also NaN and infinity
-            raise ValueError(f"duration must be positive and finite, got {text!r}")
+            raise ValueError(f"duration must be positive and finite, got {value!r}")
         return round(ms)
     try:
         return parse_rate(f"1/{text}").period_ms
     except ValueError:
-        raise ValueError(
-            f"bad duration {text!r}: write it like '7 days', '10 minutes', 'hour' or seconds"
-        ) from None
+        raise ValueError(f"bad duration {value!r}: {_DURATION_HINT}") from None

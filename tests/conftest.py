@@ -1,13 +1,49 @@
-"""Shared fixtures: a fake clock that tests move by hand (never sleep)."""
+"""Shared fixtures: a fake clock that tests move by hand (never sleep); and the hypothesis
+profiles: under ``CI=true`` the derandomised "ci" profile, elsewhere hypothesis's default."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# -- hypothesis profiles ---------------------------------------------------------------------
+#
+# CI must not fail at random: "ci" derives every example from the test itself (derandomize),
+# keeps no example database between runs and prints the blob that reproduces a failure. Local
+# runs keep hypothesis's default: random exploration, which is how new bugs are found (and the
+# database replays a failure found earlier). Loaded here, before any test module is imported,
+# so that every ``settings(...)`` a test module builds inherits the profile; no test may set
+# ``derandomize`` itself (``pytest_collection_modifyitems`` below checks that under CI).
+
+CI_PROFILE = "ci"
+settings.register_profile(CI_PROFILE, derandomize=True, database=None, print_blob=True)
+
+
+def hypothesis_profile(environ: Mapping[str, str]) -> str:
+    """The profile to load: "ci" when ``CI`` is ``true`` (as CI services set it), else the
+    default one."""
+    return CI_PROFILE if environ.get("CI") == "true" else "default"
+
+
+settings.load_profile(hypothesis_profile(os.environ))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under the "ci" profile, refuse a hypothesis test whose own settings turn derandomize
+    off: it would fail at random on CI."""
+    if not settings.default.derandomize:
+        return
+    for item in items:
+        own = getattr(getattr(item, "obj", None), "_hypothesis_internal_use_settings", None)
+        if own is not None and not own.derandomize:
+            raise pytest.UsageError(f"{item.nodeid}: its @settings must not set derandomize")
+
 
 UTC = dt.timezone.utc
 

@@ -1,6 +1,7 @@
 """The operator commands through the real ``quota`` console script: ``usage``, ``reset`` and
-``top-up`` on memory and on a real Redis whose state a limiter in the test shares, with the exit
-codes a script relies on (0 ok, 1 limited, 2 bad input, 3 backend unreachable)."""
+``top-up`` on memory and on a real Redis whose state a limiter in the test shares (with the
+default hashing secret, and with a deployment's own: ``--secret``, ``$QUOTA_SECRET``), with the
+exit codes a script relies on (0 ok, 1 limited, 2 bad input, 3 backend unreachable)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,10 +23,17 @@ SCRIPT = Path(sys.executable).with_name("quota")  # the console script uv instal
 MEMORY_NOTE = "memory:// keeps state only inside this process"
 
 
-def quota_cmd(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+def quota_cmd(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``quota``; the caller's ``$QUOTA_SECRET`` is never inherited (``env`` adds to the
+    environment)."""
+    run_env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "QUOTA_SECRET")}
     return subprocess.run(
-        [str(SCRIPT), *args], capture_output=True, text=True, timeout=60, env=env, check=False
+        [str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=run_env | dict(env or {}),
+        check=False,
     )
 
 
@@ -134,6 +142,94 @@ def test_per_key_limits_need_the_key(redis_url: str, shared: quota.Limiter) -> N
     assert {s["name"]: s["remaining"] for s in doc["limits"]}["search"] == 7
 
 
+SECRET = "a-deployment-secret-0123456789"
+
+
+def _left(proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    assert proc.returncode in (0, 1), proc.stderr
+    return {s["name"]: s["remaining"] for s in json.loads(proc.stdout)["limits"]}
+
+
+def test_commands_take_the_gateways_secret(redis_url: str) -> None:
+    """Against a store written with a secret, ``--secret`` or ``$QUOTA_SECRET`` make usage,
+    reset and top-up act on the account's real state; without either they hash with the
+    default secret (as a limiter built without ``secret=``), which names other keys."""
+    who = quota.Principal(account="acct_s", plan="basic")
+    go = quota.Principal(account="acct_s", plan="go")
+    with quota.Limiter(ZYLO, redis_url, secret=SECRET.encode(), block_cache=False) as gateway:
+        for _ in range(10):
+            assert gateway.acquire(who, {"requests": 1}).allowed
+        assert not gateway.acquire(who, {"requests": 1}).allowed  # rpm spent
+        usage = ("usage", "acct_s", "--plan", "basic", "--backend", redis_url, "--json")
+        assert _left(quota_cmd(*usage))["rpm"] == 10  # the default secret: not the gateway's
+
+        by_flag = quota_cmd(*usage, "--secret", SECRET)
+        by_env = quota_cmd(*usage, env={"QUOTA_SECRET": SECRET})
+        for proc in (by_flag, by_env):
+            assert proc.returncode == 1, proc.stderr
+            assert json.loads(proc.stdout)["limited_by"] == ["rpm"]
+            assert _left(proc) == {"rpm": 0, "rpd": 7190, "tpd": 200_000}
+            assert SECRET not in proc.stdout + proc.stderr
+
+        reset = quota_cmd("reset", "acct_s", "--backend", redis_url, env={"QUOTA_SECRET": SECRET})
+        assert reset.returncode == 0, reset.stderr
+        assert {s.name: s.remaining for s in gateway.peek(who)}["rpm"] == 10
+        assert gateway.acquire(who, {"requests": 1}).allowed
+
+        top_up = quota_cmd(
+            "top-up", "acct_s", "credits", "1500000", "--plan", "go", "--backend", redis_url,
+            "--secret", SECRET, "--json",
+        )  # fmt: skip
+        assert top_up.returncode == 0, top_up.stderr
+        assert json.loads(top_up.stdout)["balance"] == 11_500_000
+        assert {s.name: s.remaining for s in gateway.peek(go)}["credits"] == 11_500_000
+        # --secret wins over the environment
+        both = quota_cmd(*usage, "--secret", SECRET, env={"QUOTA_SECRET": "x" * 20})
+        assert _left(both)["rpm"] == 9
+
+
+def test_a_short_secret_is_bad_input_and_never_printed() -> None:
+    usage = ("usage", "a", "--plan", "basic")
+    for proc, source in [
+        (quota_cmd(*usage, "--secret", "tiny-secret"), "--secret"),
+        (quota_cmd(*usage, env={"QUOTA_SECRET": "tiny-secret"}), "QUOTA_SECRET"),
+    ]:
+        assert proc.returncode == 2, proc.stderr
+        assert f"quota: error: {source} is too short (11 bytes)" in proc.stderr
+        assert "tiny-secret" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_overdrawn_balance_shows_negative(redis_url: str, shared: quota.Limiter) -> None:
+    """A settle past the balance leaves a debt: ``usage`` shows it signed, in JSON and text,
+    and exits 1 (nothing left)."""
+    go = quota.Principal(account="acct_debt", plan="go")
+    decision = shared.acquire(go, {"requests": 1, "credits": 1_000_000})
+    assert decision.allowed
+    shared.settle(decision, {"credits": 12_500_000})  # the grant is $10: $2.50 owed
+    args = ("usage", "acct_debt", "--plan", "go", "--backend", redis_url)
+    proc = quota_cmd(*args, "--json")
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert _left(proc)["credits"] == -2_500_000
+    assert doc["limited_by"] == ["credits"]
+    text = quota_cmd(*args)
+    assert text.returncode == 1
+    row = next(line for line in text.stdout.splitlines() if line.startswith("credits"))
+    assert "-$2.50" in row.split()
+
+
+def test_reset_needs_no_cycle_start() -> None:
+    """A reset forgets every window, so a Zyla account resets without ``--cycle-start``; its
+    JSON has no limits to show then (they count from the anchor)."""
+    proc = quota_cmd("reset", "acct_z", "--catalog", "zyla", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["limits"] is None
+    proc = quota_cmd("reset", "acct_z", "--catalog", "zyla", "--plan", "basic", "--json",
+                     "--cycle-start", "2026-01-31T10:00:00Z")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [s["name"] for s in json.loads(proc.stdout)["limits"]] == ["monthly"]
+
+
 BAD_INPUT = [
     (("usage", "a", "--plan", "gold"), "unknown plan 'gold'"),
     (("usage", "a"), "the following arguments are required: --plan"),
@@ -145,6 +241,16 @@ BAD_INPUT = [
     (("reset", "a", "--backend", "nosuch://x"), "unknown storage URL 'nosuch://x'"),
     (("reset", "a", "--catalog", "nosuch"), "no catalog named 'nosuch'"),
     (("usage", "a", "--plan", "basic", "--cycle-start", "soon"), "invalid time 'soon'"),
+    (
+        ("usage", "a", "--catalog", "zyla", "--plan", "trial"),
+        "plan 'trial', limit 'trial': a one-time allowance starts at the principal's cycle_start",
+    ),
+    (
+        ("usage", "a", "--catalog", "zyla", "--plan", "basic", "--json"),
+        "limit 'monthly': a billing-cycle month starts at the principal's cycle_start, and this"
+        " principal has none: give --cycle-start",
+    ),
+    (("reset", "a", "--backend", "redis://u:s3cret@127.0.0.1:1/0?nope=1"), "redis://u:***@"),
 ]
 
 
@@ -154,11 +260,11 @@ def test_bad_input_exits_2() -> None:
     for (args, message), proc in zip(BAD_INPUT, procs, strict=True):
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert message in proc.stderr, args
-        assert "Traceback" not in proc.stderr
+        assert "Traceback" not in proc.stderr and "s3cret" not in proc.stderr
 
 
 def test_unreachable_backend_exits_3() -> None:
-    url = f"redis://127.0.0.1:{free_port()}/0?socket_connect_timeout=0.5"
+    url = f"redis://ops:s3cret@127.0.0.1:{free_port()}/0?socket_connect_timeout=0.5"
     cases = [("usage", "a", "--plan", "basic"), ("reset", "a"),
              ("top-up", "a", "credits", "5", "--plan", "go")]  # fmt: skip
     with ThreadPoolExecutor(3) as pool:
@@ -166,3 +272,4 @@ def test_unreachable_backend_exits_3() -> None:
     for args, proc in zip(cases, procs, strict=True):
         assert proc.returncode == 3, (args, proc.stderr)
         assert proc.stderr.startswith("quota: error: ") and "Traceback" not in proc.stderr
+        assert "s3cret" not in proc.stderr + proc.stdout

@@ -27,6 +27,9 @@ import quota
 
 TIMEOUT = 0.1  # the budget under test (seconds)
 MARGIN = 0.4  # generous: a 2-core machine shared with other work
+#: The budget of tests that check no decision fails over, not the time it takes: no call of a
+#: loaded 2-core machine lasts this long, so none can fall back for being slow.
+PATIENT = 5.0
 RECOVERY = 1.0  # service returns within a second of the server
 
 LIMITS: list[dict[str, Any]] = [
@@ -57,8 +60,8 @@ class Load:
     """Callers deciding in a loop until stopped: threads on a Limiter, or asyncio tasks (in a
     thread of their own) on an AsyncLimiter."""
 
-    def __init__(self, url: str, flavour: str, callers: int = 4) -> None:
-        self.url, self.flavour, self.callers = url, flavour, callers
+    def __init__(self, url: str, flavour: str, callers: int = 4, timeout: float = TIMEOUT) -> None:
+        self.url, self.flavour, self.callers, self.timeout = url, flavour, callers, timeout
         self.records: list[Rec] = []
         self.errors: list[BaseException] = []
         self.stopping = threading.Event()
@@ -95,14 +98,16 @@ class Load:
             await asyncio.sleep(0)
 
     async def _async_main(self) -> None:
-        async with quota.AsyncLimiter(CATALOG, self.url, clock=FakeClock(), timeout=TIMEOUT) as lim:
+        async with quota.AsyncLimiter(
+            CATALOG, self.url, clock=FakeClock(), timeout=self.timeout
+        ) as lim:
             await asyncio.gather(*(self._async_caller(lim, n) for n in range(self.callers * 4)))
             assert lim.guard is not None
             self.stats = lim.guard.stats.as_dict()
 
     def __enter__(self) -> Load:
         if self.flavour == "sync":
-            self.lim = quota.Limiter(CATALOG, self.url, clock=FakeClock(), timeout=TIMEOUT)
+            self.lim = quota.Limiter(CATALOG, self.url, clock=FakeClock(), timeout=self.timeout)
             self.threads = [
                 threading.Thread(target=self._sync_caller, args=(self.lim, n))
                 for n in range(self.callers)
@@ -151,7 +156,7 @@ class Load:
                 assert r.allowed is (expected != "deny")
                 assert r.status == (503 if expected == "deny" else 200)
         slowest = max(r.seconds for r in self.records)
-        assert slowest <= TIMEOUT + MARGIN, slowest
+        assert slowest <= self.timeout + MARGIN, slowest
         return slowest
 
 
@@ -224,16 +229,25 @@ def test_memory_full_then_freed(flavour: str) -> None:
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_script_flush_costs_no_decision(flavour: str) -> None:
-    with RedisProcess() as server, Load(_url(server, "flush"), flavour) as load:
+    """Counts, not durations: with the 0.1 s budget a call slowed by a loaded machine (the
+    reload, the GIL shared with the waiting test) fell back once and failed the test, so the
+    budget here is PATIENT; what is checked is that every decision came from the store and that
+    each flush was answered by EVAL (the script reloaded), never by a fallback."""
+    with (
+        RedisProcess() as server,
+        Load(_url(server, "flush"), flavour, timeout=PATIENT) as load,
+    ):
         admin = redis.Redis(port=server.port)
         for _ in range(5):
             n = load.count(lambda r: True)
-            load.wait(lambda r: r.source == "engine", n=n + 20)
+            load.wait(lambda r: r.source == "engine", n=n + 20, within=60.0)
             admin.script_flush()
+        evals = admin.info("commandstats").get("cmdstat_eval", {}).get("calls", 0)
         admin.close()
     load.check()
     assert {r.source for r in load.records} == {"engine"}  # NOSCRIPT is answered by EVAL
     assert load.stats["failures"] == 0
+    assert evals >= 4, evals  # each flush but the last is followed by 20 decisions at least
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from conftest import FakeClock
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import quota
@@ -91,6 +91,8 @@ def test_the_base_plan_file_is_valid() -> None:
 
 @SETTINGS
 @given(index=st.integers(0, 4), field=st.sampled_from(LIMIT_FIELDS), value=JUNK)
+@example(index=0, field="rate", value="0/MINUTE")  # once failed at random: the rate unnamed
+@example(index=1, field="rate", value="0/day")
 def test_junk_in_a_limit_field_is_a_catalog_error_naming_it(
     index: int, field: str, value: Any
 ) -> None:
@@ -312,7 +314,7 @@ def test_a_principal_refuses_non_string_ids() -> None:
 # -- HTTP through the middleware, straight through ASGI ---------------------------------------
 
 CAP = 2048
-OWN = {400, 401, 402, 403, 413, 415, 429}
+OWN = {400, 401, 402, 403, 405, 413, 415, 429}  # 405: POST on /v1/models (GET and HEAD only)
 GOOD = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
 
 

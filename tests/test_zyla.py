@@ -223,6 +223,35 @@ def test_trial_needs_a_cycle_start(limiter: quota.Limiter) -> None:
         limiter.acquire(p, {"requests": 1})
 
 
+@pytest.mark.parametrize(
+    ("plan", "limit", "what"),
+    [("trial", "trial", "a one-time allowance"), ("basic", "monthly", "a billing-cycle month")],
+)
+def test_a_principal_without_cycle_start_gets_an_error_naming_the_field(
+    limiter: quota.Limiter, clock: FakeClock, plan: str, limit: str, what: str
+) -> None:
+    """Not a traceback of another type, and never calendar months in place of the billing
+    cycle: a PrincipalError (a QuotaError: the middleware answers 503) naming the field, the
+    plan and the limit, from acquire and peek alike, and nothing is charged."""
+    who = quota.Principal(account=f"acct_no_cycle_{plan}", plan=plan)
+    message = (
+        f"plan {plan!r}, limit {limit!r}: {what} starts at the principal's cycle_start, and this"
+        " principal has none: give Principal(cycle_start=...)"
+    )
+    for call in (lambda: limiter.acquire(who, {"requests": 1}), lambda: limiter.peek(who)):
+        with pytest.raises(quota.PrincipalError) as caught:
+            call()
+        assert str(caught.value) == message
+        assert isinstance(caught.value, quota.QuotaError)
+        assert (caught.value.field, caught.value.plan, caught.value.limit) == (
+            "cycle_start",
+            plan,
+            limit,
+        )
+    anchored = who.model_copy(update={"cycle_start": clock.now})
+    assert limiter.peek(anchored)[0].remaining == (50 if plan == "trial" else 1000)
+
+
 def test_upgrade_starts_a_new_cycle_without_carry_over(
     limiter: quota.Limiter, clock: FakeClock
 ) -> None:

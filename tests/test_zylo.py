@@ -562,7 +562,7 @@ def test_settle_can_drive_the_balance_negative_then_top_up(
     assert limiter.settle(d, {"credits": 12_000_000}) is True  # spent more than estimated
     d = limiter.acquire(p, {"requests": 1, "credits": 1})
     assert not d.allowed and d.status == 402 and d.denied_by == "credits"
-    assert d.state("credits").remaining == 0
+    assert d.state("credits").remaining == -2_000_000  # the debt shows, signed
     d = limiter.acquire(p, {"requests": 1, "credits": 0})  # even a zero estimate while in debt
     assert not d.allowed and d.status == 402
     # Requests without a credit cost (basic-tier models) still pass.

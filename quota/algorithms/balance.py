@@ -3,6 +3,9 @@
 Params ``(grant,)``: the balance an account starts with. ``State = (balance,)``; no state means
 the grant. Admission needs ``balance - cost >= 0``; settlement may drive the balance negative,
 after which every cost is denied until a top-up.
+
+``remaining`` is the balance itself, signed: an overdrawn account shows what it owes (peek,
+``/stats``, ``quota usage``). Every other algorithm reports ``remaining >= 0``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ class Balance:
     def acquire(state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:
         balance = _balance(state, p)
         if balance - cost < 0:
-            return state, Outcome(False, max(0, balance), 0, None)
+            return state, Outcome(False, balance, 0, None)  # signed: a debt shows as one
         return (balance - cost,), Outcome(True, balance - cost, 0, 0)
 
     @staticmethod

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..backends.urls import redact
 from ..catalog import Catalog, Principal
 from ..errors import ConfigError
 from ..keys import ENV_SECRET, secret_from_env
@@ -128,7 +129,7 @@ def banner(
     metrics: bool = False,
 ) -> str:
     """What ``quota serve`` prints before it starts: the keys and a request to try."""
-    lines = [f"quota serve: catalog {catalog.name!r}, storage {backend}, at {url}"]
+    lines = [f"quota serve: catalog {catalog.name!r}, storage {redact(backend)}, at {url}"]
     if metrics:
         lines.append(f"Prometheus metrics at {url}/metrics")
     if demo:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import AsyncBackend, Backend, Op, Verdict
+from .urls import redact
 
 _SYNC: dict[str, str] = {}
 _ASYNC: dict[str, str] = {}
@@ -33,7 +34,7 @@ def _factory(url: str, table: dict[str, str]) -> Any:
     target = table.get(scheme)
     if target is None:
         known = ", ".join(f"{s}://" for s in schemes())
-        raise ConfigError(f"unknown storage URL {url!r}; supported schemes: {known}")
+        raise ConfigError(f"unknown storage URL {redact(url)!r}; supported schemes: {known}")
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -76,6 +77,7 @@ __all__ = [
     "Verdict",
     "open_async_backend",
     "open_backend",
+    "redact",
     "register",
     "schemes",
 ]

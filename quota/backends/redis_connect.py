@@ -5,6 +5,9 @@ Schemes (``valkey`` spellings alike): ``redis://``, ``rediss://`` (TLS), ``redis
 ``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster`` for TLS).
 Query options go to redis-py (``socket_timeout=0.5``...), except ours: ``prefix`` (key prefix,
 default ``quota``) and ``batch`` (asyncio auto-batching, default true).
+
+Error messages quote the URL with its password masked (``quota.backends.urls.redact``), and a
+``Target`` does not show its password or URL in its repr.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import ConfigError
+from .urls import MASK, redact
 
 #: Defaults a limiter needs (a decision must not hang); the URL's query overrides them.
 TIMEOUTS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
@@ -25,19 +29,27 @@ class Target:
     """A parsed storage URL."""
 
     kind: str  # "single", "cluster" or "sentinel"
-    url: str  # for "single": the URL redis-py understands
+    url: str = field(repr=False)  # for "single": the URL redis-py understands (password too)
     nodes: list[tuple[str, int]] = field(default_factory=list)
     service: str = ""
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     tls: bool = False
     prefix: str = "quota"
     batch: bool = True  # asyncio: coalesce concurrent calls into pipelines
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def _quote(fragment: str, url: str) -> str:
+    """``fragment`` of a URL quoted for a message about ``url`` (already redacted), or
+    ``'***'`` when the redacted URL does not show it: a malformed URL (an unencoded ``#`` or
+    ``?`` in its password) can cut the password into what looks like a host or an option."""
+    return repr(fragment if fragment in url else MASK)
+
+
 def _nodes(netloc: str, url: str) -> list[tuple[str, int]]:
+    """The ``host:port`` list of a netloc; ``url`` (already redacted) is for messages."""
     hosts = netloc.rpartition("@")[2]
     out = []
     for part in hosts.split(","):
@@ -45,7 +57,7 @@ def _nodes(netloc: str, url: str) -> list[tuple[str, int]]:
         try:
             out.append((host.strip("[]") or "127.0.0.1", int(port) if port else 6379))
         except ValueError:
-            raise ConfigError(f"bad host:port {part!r} in storage URL {url!r}") from None
+            raise ConfigError(f"bad host:port {_quote(part, url)} in storage URL {url!r}") from None
     return out
 
 
@@ -75,23 +87,28 @@ OPTIONS: dict[str, Any] = {
 
 
 def _options(query: str, url: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(our options: ``prefix``, ``batch``; redis-py's) from a URL's query."""
+    """(our options: ``prefix``, ``batch``; redis-py's) from a URL's query; ``url`` (already
+    redacted) is for messages."""
     ours: dict[str, Any] = {}
     options: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key == "prefix":
             if not value or "{" in value or "}" in value:
-                raise ConfigError(f"bad key prefix {value!r} in storage URL {url!r}")
+                raise ConfigError(f"bad key prefix {_quote(value, url)} in storage URL {url!r}")
             ours["prefix"] = value
             continue
         kind = _flag if key == "batch" else OPTIONS.get(key)
         if kind is None:
             known = ", ".join(["prefix", "batch", *OPTIONS])
-            raise ConfigError(f"unknown option {key!r} in storage URL {url!r}; known: {known}")
+            raise ConfigError(
+                f"unknown option {_quote(key, url)} in storage URL {url!r}; known: {known}"
+            )
         try:
             (ours if key == "batch" else options)[key] = kind(value)
         except ValueError:
-            raise ConfigError(f"bad value {value!r} for {key} in storage URL {url!r}") from None
+            raise ConfigError(
+                f"bad value {_quote(value, url)} for {key} in storage URL {url!r}"
+            ) from None
     return ours, options
 
 
@@ -101,27 +118,29 @@ def _db(path: str, url: str) -> dict[str, int]:
     if not name:
         return {}
     if not name.isdigit():
-        raise ConfigError(f"bad database number {name!r} in storage URL {url!r}")
+        raise ConfigError(f"bad database number {_quote(name, url)} in storage URL {url!r}")
     return {"db": int(name)}
 
 
 def parse(url: str) -> Target:
-    """Split a storage URL into what a client needs; ConfigError names what is wrong."""
+    """Split a storage URL into what a client needs; ConfigError names what is wrong, quoting
+    the URL with its password masked."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower().replace("valkey", "redis")
-    ours, options = _options(parts.query, url)
+    shown = redact(url)  # what messages quote: never the password
+    ours, options = _options(parts.query, shown)
     auth = parts.netloc.rpartition("@")[0]
     user, _, password = auth.partition(":")
     username, secret = (unquote(user) or None), (unquote(password) or None)
     tls = scheme.startswith("rediss")
     if not tls and any(k.startswith("ssl_") for k in options):
-        raise ConfigError(f"ssl_* options need a TLS scheme (rediss://...): {url!r}")
+        raise ConfigError(f"ssl_* options need a TLS scheme (rediss://...): {shown!r}")
     if scheme in ("redis", "rediss"):
         try:
             parts.port  # noqa: B018 -- validates it
         except ValueError:
-            raise ConfigError(f"bad port in storage URL {url!r}") from None
-        options.update(_db(parts.path, url))
+            raise ConfigError(f"bad port in storage URL {shown!r}") from None
+        options.update(_db(parts.path, shown))
         single = f"{scheme}://{parts.netloc}"
         return Target("single", single, options=TIMEOUTS | options, **ours)
     if scheme == "redis+unix":
@@ -129,13 +148,13 @@ def parse(url: str) -> Target:
             "single", f"unix://{parts.netloc}{parts.path}", options=TIMEOUTS | options, **ours
         )
     if scheme in ("redis+cluster", "rediss+cluster"):
-        if options.get("db", 0) != 0 or _db(parts.path, url).get("db", 0) != 0:
-            raise ConfigError(f"Redis Cluster has only database 0: {url!r}")
+        if options.get("db", 0) != 0 or _db(parts.path, shown).get("db", 0) != 0:
+            raise ConfigError(f"Redis Cluster has only database 0: {shown!r}")
         options.pop("db", None)
         return Target(
             "cluster",
             url,
-            nodes=_nodes(parts.netloc, url),
+            nodes=_nodes(parts.netloc, shown),
             username=username,
             password=secret,
             tls=tls,
@@ -145,12 +164,12 @@ def parse(url: str) -> Target:
     if scheme == "redis+sentinel":
         path = [p for p in parts.path.split("/") if p]
         if not path:
-            raise ConfigError(f"sentinel URL {url!r} needs a service name: .../<service>[/db]")
-        db = options.pop("db", _db(path[1] if len(path) > 1 else "", url).get("db", 0))
+            raise ConfigError(f"sentinel URL {shown!r} needs a service name: .../<service>[/db]")
+        db = options.pop("db", _db(path[1] if len(path) > 1 else "", shown).get("db", 0))
         return Target(
             "sentinel",
             url,
-            nodes=_nodes(parts.netloc, url),
+            nodes=_nodes(parts.netloc, shown),
             service=path[0],
             db=db,
             username=username,
@@ -158,7 +177,7 @@ def parse(url: str) -> Target:
             options=TIMEOUTS | options,
             **ours,
         )
-    raise ConfigError(f"not a Redis storage URL: {url!r}")
+    raise ConfigError(f"not a Redis storage URL: {shown!r}")
 
 
 def _takes_maint_notifications() -> bool:

@@ -281,7 +281,7 @@ end
 
 local function bl_acquire(state, now, p, cost)
   local b = balance_of(state, p)
-  if b - cost < 0 then return state, {false, math.max(0, b), 0, NEVER, 0} end
+  if b - cost < 0 then return state, {false, b, 0, NEVER, 0} end  -- signed, as in Python
   return {b - cost}, {true, b - cost, 0, 0, 0}
 end
 
