@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from .content import Media
@@ -101,14 +100,13 @@ FORM_KINDS = frozenset({"images", "audio", "other", "free"})
 _FILE_KINDS = {"images": "image", "audio": "audio"}
 
 
-@dataclass(slots=True)
-class Parsed:
+class Parsed(NamedTuple):
     """A request body as the classifier reads it: ``fields`` (a JSON object, or a form's
     fields), media found outside them (uploaded files, an opaque body) and characters of
     content nothing could read (counted as text)."""
 
     fields: object
-    media: Media = field(default_factory=Counter)
+    media: Media | None = None
     opaque: int = 0
 
 
@@ -141,10 +139,19 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: one decoder for every body (``json.loads`` with a hook builds a new one per call)
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique)
+
+
+def _loads(body: bytes) -> object:
+    """``json.loads`` of bytes (UTF-8, -16 or -32, as it detects), keys checked unique."""
+    return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+
+
 def parse_json(body: bytes) -> object:
     """A JSON document (400 ``invalid_json`` when it is not, or repeats a key)."""
     try:
-        return json.loads(body, object_pairs_hook=_unique)
+        return _loads(body)
     except (ValueError, RecursionError) as exc:
         raise bad_request(
             f"the request body is not valid JSON: {exc}"[:200], "invalid_json"
@@ -158,11 +165,11 @@ def parse_body(kind: str, headers: RawHeaders, body: bytes) -> Parsed | None:
     take anything: a body that parses as JSON is JSON whatever its label, else it is opaque
     (text by size, media by its type)."""
     media = media_type(headers)
-    encoding = [v.strip().lower() for v in header(headers, b"content-encoding")]
-    if any(value not in (b"", b"identity") for value in encoding):
+    encoding = header(headers, b"content-encoding")
+    if encoding and any(v.strip().lower() not in (b"", b"identity") for v in encoding):
         # the app might inflate what this reads as opaque bytes: refuse, never misprice
         raise ApiError(415, "compressed request bodies are not accepted", "unsupported_encoding")
-    if not body.strip():
+    if not body or body.isspace():
         if kind in ("other", "free"):
             return None
         raise bad_request("the request body must be a JSON object", "invalid_request_body")
@@ -176,7 +183,7 @@ def parse_body(kind: str, headers: RawHeaders, body: bytes) -> Parsed | None:
     if not loose:
         raise _unsupported(media or b"")
     try:  # whatever its label: an app may read JSON from any body (request.json())
-        return Parsed(json.loads(body, object_pairs_hook=_unique))
+        return Parsed(_loads(body))
     except (ValueError, RecursionError):
         if _is_json(media) and media is not None:
             raise bad_request("the request body is not valid JSON", "invalid_json") from None

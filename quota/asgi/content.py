@@ -50,6 +50,8 @@ SKIPPED_KEYS = frozenset(
     {"parameters", "schema", "json_schema", "input_schema", "response_format", "metadata"}
 )
 _CONTENT_KEYS = frozenset({"content", "parts"})
+_MEDIA_KEY_SET = frozenset(MEDIA_KEYS)
+_NUMBERS = (int, float)  # exact classes: a bool is no number here
 
 
 def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
@@ -57,23 +59,14 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
     URLs and schemas included) at 4 characters a token, 1 token per number (token-id
     prompts), plus 4 per message or input item. Media parts add ``image_tokens`` each in the
     profile."""
-    chars = 0
-    numbers = 0
-    stack: list[Any] = [body]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            chars += len(value)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                chars += len(key)
-                stack.append(item)
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            numbers += 1
-    items = sum(len(v) for k in ("messages", "input") if isinstance(v := body.get(k), list))
-    return -(-chars // 4) + numbers + 4 * items
+    return scan(body)[0]
+
+
+def media_parts(body: Mapping[str, Any]) -> Media:
+    """Every media part of the body, by kind: typed parts anywhere, media keys of untyped
+    objects (``{"image_url": ...}``, Gemini's ``inline_data``), unknown part types inside
+    ``content``/``parts``; not inside JSON schemas or ``metadata``."""
+    return scan(body)[1]
 
 
 def _blob_kind(part: object) -> str:
@@ -86,10 +79,10 @@ def _blob_kind(part: object) -> str:
     return major if major in ("image", "audio", "video") else "file"
 
 
-def _typed(part: dict[str, Any], in_content: bool) -> str | None:
-    """The media kind of a part by its ``type``, or None when the type says it is not one."""
-    kind = part.get("type")
-    if not isinstance(kind, str):
+def _part(value: dict[str, Any], in_content: bool) -> str | None:
+    """The media kind of a part by its ``type``; None when the type does not make it one."""
+    kind = value.get("type")
+    if kind.__class__ is not str:
         return None
     if kind in MEDIA_TYPES:
         return MEDIA_TYPES[kind]
@@ -98,27 +91,58 @@ def _typed(part: dict[str, Any], in_content: bool) -> str | None:
     return None
 
 
-def media_parts(body: Mapping[str, Any]) -> Media:
-    """Every media part of the body, by kind: typed parts anywhere, media keys of untyped
-    objects (``{"image_url": ...}``, Gemini's ``inline_data``), unknown part types inside
-    ``content``/``parts``; not inside JSON schemas or ``metadata``."""
+def scan(body: Mapping[str, Any]) -> tuple[int, Media]:
+    """(prompt-token estimate, media parts) of a body, in one walk over every value.
+
+    A context travels with each container: 0 = media are not looked for (inside a schema, a
+    ``metadata`` label or a media part already counted; its text still counts), 1 = looked
+    for, 2 = looked for inside ``content``/``parts`` (where an unknown part type is media)."""
+    chars = numbers = 0
     found: Media = Counter()
-    stack: list[tuple[Any, bool]] = [(body, False)]
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        value, in_content = stack.pop()
+        value, ctx = pop()
         if isinstance(value, list):
-            stack.extend((item, in_content) for item in value)
+            for item in value:
+                if isinstance(item, str):
+                    chars += len(item)
+                elif isinstance(item, (dict, list)):
+                    push((item, ctx))
+                elif item.__class__ in _NUMBERS:
+                    numbers += 1
             continue
-        if not isinstance(value, dict):
-            continue
-        kind = _typed(value, in_content)
-        if kind is not None:
-            found[kind] += 1
-            continue
+        chars += sum(map(len, value))  # keys are text the model may read too
+        child = 0
+        if ctx:
+            kind = None if value is body else _part(value, ctx == 2)
+            if kind is not None:
+                found[kind] += 1  # its insides still count as text, not as more media
+            else:
+                child = 1
+                if not _MEDIA_KEY_SET.isdisjoint(value):
+                    _count_media_keys(value, found)
         for key, item in value.items():
-            media = MEDIA_KEYS.get(key)
-            if media is not None and item is not None:
-                found[_blob_kind(item) if media == "blob" else media] += 1
-            elif isinstance(item, (dict, list)) and key not in SKIPPED_KEYS:
-                stack.append((item, key in _CONTENT_KEYS))
-    return found
+            if isinstance(item, str):
+                chars += len(item)
+            elif isinstance(item, (dict, list)):
+                push((item, _child(key) if child else 0))
+            elif item.__class__ in _NUMBERS:
+                numbers += 1
+    messages = sum(len(v) for k in ("messages", "input") if isinstance(v := body.get(k), list))
+    return -(-chars // 4) + numbers + 4 * messages, found
+
+
+def _child(key: str) -> int:
+    """The context of the value under ``key`` of a dict where media are looked for."""
+    if key in SKIPPED_KEYS or key in MEDIA_KEYS:
+        return 0
+    return 2 if key in _CONTENT_KEYS else 1
+
+
+def _count_media_keys(value: dict[str, Any], found: Media) -> None:
+    for key in _MEDIA_KEY_SET.intersection(value):
+        item = value[key]
+        if item is not None:
+            media = MEDIA_KEYS[key]
+            found[_blob_kind(item) if media == "blob" else media] += 1

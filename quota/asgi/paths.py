@@ -22,6 +22,8 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _SAFE = "!$&'()*+,;=:@-._~"
 #: a path made only of these, with no dot segment or empty one, is already normal
 _PLAIN = bytes(_UNRESERVED) + b"/!$&'()*+,;=:@"
+#: raw paths found normal, with their path (bounded: cleared when full)
+_KNOWN: dict[bytes, str] = {}
 
 
 def _refuse(why: str) -> ApiError:
@@ -77,6 +79,8 @@ def normalised_scope(scope: Scope) -> Scope:
     """``scope`` with its ``path`` and ``raw_path`` normalised (the app sees these); ApiError
     when the path is refused. Works from ``raw_path`` when the server gives one."""
     raw = scope.get("raw_path")
+    if raw.__class__ is bytes and _KNOWN.get(raw) == scope.get("path"):
+        return scope  # a path seen before, already normal
     if raw is None:
         path = scope.get("path") or "/"
         raw = quote(path, safe="/" + _SAFE).encode("ascii")
@@ -84,6 +88,9 @@ def normalised_scope(scope: Scope) -> Scope:
         raw = raw.split(b"?", 1)[0]
     path, raw_path = normalise(bytes(raw))
     if path == scope.get("path") and raw_path.encode("ascii") == raw:
+        if len(_KNOWN) >= 1024:
+            _KNOWN.clear()
+        _KNOWN[raw] = path
         return scope
     return {**scope, "path": path, "raw_path": raw_path.encode("ascii")}
 

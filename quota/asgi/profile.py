@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from ..algorithms import MAX_SAFE
 from ..catalog import Catalog
-from .content import Media, estimate_prompt_tokens, media_parts
+from .content import Media, estimate_prompt_tokens, media_parts, scan
 from .responses import ApiError, bad_request
 from .routes import METHODS, ROUTES, Kind, allowed_methods, kind_of, model_in_path
 from .tools import NATIVE_TOOLS, ToolReader
@@ -116,6 +116,7 @@ class Classifier:
         self.tools = ToolReader(profile.native_tools)
         self.known = catalog.meter_names | set(catalog.meters.aliases)
         self.named = {f for plan in catalog.plans.values() for f in plan.features} - {"*"}
+        self._canonical: dict[str, str] = {}
         self.model_ids = {
             name.lower(): name for name in catalog.models if not any(c in name for c in "*?[")
         }
@@ -150,9 +151,13 @@ class Classifier:
 
     def empty(self, kind: Kind) -> Call:
         """The call of a request without a body."""
-        if kind == "free" or (kind == "other" and self.profile.unknown == "free"):
+        if not self._charges_request(kind):
             return Call(kind)
         return Call(kind, self._meters({"requests": 1}))
+
+    def _charges_request(self, kind: Kind) -> bool:
+        """Whether a route of ``kind`` costs one request of its own."""
+        return kind != "free" and (kind != "other" or self.profile.unknown != "free")
 
     # -- bodies ------------------------------------------------------------------------------
 
@@ -175,10 +180,9 @@ class Classifier:
         stream = _flag(body, "stream")
         _messages(body)
         features, native = self.tools.read(body)
-        cost = dict(self.empty(kind).cost)
-        for name in native:
-            cost[name] = 1
-        media = media_parts(body)
+        cost = {"requests": 1} if self._charges_request(kind) else {}
+        cost.update(dict.fromkeys(native, 1))
+        estimate, media = self._scan(body)
         if extra:
             media.update(extra)
         n = _integer(body, "n", 1, MAX_N) or 1
@@ -190,12 +194,8 @@ class Classifier:
         elif kind in ("speech", "audio"):  # audio in or out: not text
             features.add(self.media["audio"])
         features.update(self.media[k] for k in media)
-        parts = sum(media.values())
         output = self._reserve(body, n) if kind in RESERVING else 0
-        estimate = self.profile.estimator(body)
-        if isinstance(estimate, bool) or not isinstance(estimate, int):
-            raise TypeError(f"the prompt estimator must return an int, got {estimate!r}")
-        prompt = max(0, estimate) + -(-opaque // 4) + parts * self.profile.image_tokens
+        prompt = estimate + -(-opaque // 4) + sum(media.values()) * self.profile.image_tokens
         prompt = min(prompt, MAX_SAFE // 2)
         if kind != "web_extract":  # priced by its own meter: a URL is no prompt
             cost["tokens"] = prompt + output
@@ -204,6 +204,16 @@ class Classifier:
             if price:
                 cost["credits"] = min(price, MAX_SAFE)
         return Call(kind, self._meters(cost), model, self._gated(features), stream, prompt, output)
+
+    def _scan(self, body: dict[str, Any]) -> tuple[int, Media]:
+        """(prompt estimate, media parts): one walk with the default estimator."""
+        estimator = self.profile.estimator
+        if estimator is estimate_prompt_tokens:
+            return scan(body)
+        estimate = estimator(body)
+        if isinstance(estimate, bool) or not isinstance(estimate, int):
+            raise TypeError(f"the prompt estimator must return an int, got {estimate!r}")
+        return max(0, estimate), media_parts(body)
 
     def _model(self, body: dict[str, Any], kind: Kind, path: str) -> str | None:
         """The model a request names, in the body or (unknown routes) the path, as the
@@ -221,7 +231,15 @@ class Classifier:
     def canonical_model(self, model: str) -> str:
         """``model`` as the catalog names it: an upstream that ignores case, a provider prefix
         (``openai/gpt-5.5``, ``models/...``) or a tag (``:latest``) serves the model the
-        catalog prices, so it is gated and priced as that one."""
+        catalog prices, so it is gated and priced as that one. Cached (bounded)."""
+        known = self._canonical.get(model)
+        if known is None:
+            if len(self._canonical) >= 4096:
+                self._canonical.clear()
+            known = self._canonical[model] = self._canonical_of(model)
+        return known
+
+    def _canonical_of(self, model: str) -> str:
         if self.catalog.model_info(model) is not None:
             return model
         short = model.strip().lower().rsplit("/", 1)[-1].split(":", 1)[0]
@@ -231,9 +249,12 @@ class Classifier:
 
     def _reserve(self, body: dict[str, Any], n: int) -> int:
         """The output reserve: the largest cap the body names (any spelling), times ``n``."""
-        caps = [_integer(body, name, 1, MAX_OUTPUT_TOKENS) for name in OUTPUT_FIELDS]
-        given = [cap for cap in caps if cap is not None]
-        return (max(given) if given else self.profile.default_max_tokens) * n
+        given = [
+            _integer(body, name, 1, MAX_OUTPUT_TOKENS) or 0
+            for name in OUTPUT_FIELDS
+            if name in body
+        ]
+        return (max(given, default=0) or self.profile.default_max_tokens) * n
 
     def _meters(self, cost: dict[str, int]) -> dict[str, int]:
         return {name: amount for name, amount in cost.items() if name in self.known}

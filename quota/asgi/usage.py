@@ -22,12 +22,14 @@ from ..algorithms import MAX_SAFE
 _LIMIT = MAX_SAFE // 2
 _TAIL = 64 * 1024
 _USAGE = re.compile(rb'"usage(?:Metadata)?"\s*:\s*')
-_USAGE_OBJECT = re.compile(rb'"usage(?:Metadata)?"\s*:\s*\{')
 # The events that end a stream besides ``data: [DONE]`` (Responses API, Anthropic).
 _FINAL_TYPES = frozenset(
     {"response.completed", "response.failed", "response.incomplete", "message_stop"}
 )
-_FINAL = re.compile(rb'"type"\s*:\s*"(?:response\.(?:completed|failed|incomplete)|message_stop)"')
+# A chunk worth parsing: it carries usage, or it may be a final event.
+_PARSE = re.compile(
+    rb'"usage(?:Metadata)?"\s*:\s*\{|"type"\s*:\s*"(?:response\.(?:completed|failed|incomplete)|message_stop)"'
+)
 # Generated text in a stream chunk, without parsing it: chat deltas, completions, tool-call
 # arguments, Responses API text deltas. Escapes count as their source length (an estimate).
 _TEXT = re.compile(rb'"(?:content|text|arguments|delta)"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -208,7 +210,7 @@ class UsageReader:
         if not payload.startswith(b"{"):
             self._done = self._done or payload == b"[DONE]"
             return  # "[DONE]", comments, non-JSON events
-        if not _USAGE_OBJECT.search(payload) and not _FINAL.search(payload):
+        if not _PARSE.search(payload):
             # most chunks: count their text, parse nothing
             self.text_chars += sum(len(m) for m in _TEXT.findall(payload))
             return
