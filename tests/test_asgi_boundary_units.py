@@ -12,7 +12,8 @@ import pytest
 from conftest import FakeClock
 from test_asgi_units import drive, gateway, left
 
-from quota.asgi import UsageReader, estimate_prompt_tokens
+import quota
+from quota.asgi import OpenAIProfile, UsageReader, estimate_prompt_tokens
 from quota.asgi.content import media_parts
 from quota.asgi.paths import normalise
 from quota.asgi.responses import ApiError, send_json
@@ -291,3 +292,11 @@ def test_a_model_in_the_path_and_another_in_the_body_is_refused(clock: FakeClock
     body = json.dumps({"model": "llama-3.1-8b", "contents": []}).encode()
     sent = asyncio.run(drive(mw, path="/v1beta/models/gpt-5.5:generateContent", body=body))
     assert sent[0]["status"] == 400 and b"model_mismatch" in sent[1]["body"]
+
+
+def test_the_catalog_adds_tool_spellings_through_its_aliases() -> None:
+    data = quota.Catalog.load("zylo").model_dump()
+    data["meters"]["aliases"]["bing_search"] = "search"
+    classifier = OpenAIProfile().bind(quota.Catalog.load(data))
+    call = classifier.classify("chat", {"model": "m", "tools": [{"type": "bing_search"}]})
+    assert call.features == {"bing_search"} and call.cost["bing_search"] == 1

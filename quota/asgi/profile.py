@@ -113,7 +113,10 @@ class Classifier:
     def __init__(self, profile: OpenAIProfile, catalog: Catalog) -> None:
         self.profile = profile
         self.catalog = catalog
-        self.tools = ToolReader(profile.native_tools)
+        # The catalog adds spellings: an alias it names (``bing_search = "search"``) is a
+        # native tool charged on its meter; the profile's table wins where both name one.
+        aliases = {name: name for name in catalog.meters.aliases}
+        self.tools = ToolReader({**aliases, **profile.native_tools})
         self.known = catalog.meter_names | set(catalog.meters.aliases)
         self.named = {f for plan in catalog.plans.values() for f in plan.features} - {"*"}
         self._canonical: dict[str, str] = {}
