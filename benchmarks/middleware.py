@@ -19,7 +19,7 @@ from typing import Any
 import quota
 from quota.asgi.responses import send_json
 from quota.asgi.types import ASGIApp, Message, Receive, Scope, Send
-from quota.asgi.upstream import StandInUpstream
+from quota.cli.upstream import StandInUpstream
 
 BODY = {
     "model": "llama-3.1-8b",

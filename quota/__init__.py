@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from . import views  # quota.views.stats / astats / validate: the /stats and /validate bodies
-from .asgi import QuotaMiddleware
+from .asgi import KeyCache, OpenAIProfile, QuotaMiddleware
+from .backends.breaker import Breaker
 from .catalog import Catalog, HeaderConfig, Plan, Principal
 from .decision import Decision, LimitState
 from .errors import (
@@ -17,21 +18,26 @@ from .errors import (
 )
 from .limit import Limit
 from .limiter import AsyncLimiter, Limiter
+from .observe import Observer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncLimiter",
     "BackendError",
+    "Breaker",
     "Catalog",
     "CatalogError",
     "ConfigError",
     "CostError",
     "Decision",
     "HeaderConfig",
+    "KeyCache",
     "Limit",
     "LimitState",
     "Limiter",
+    "Observer",
+    "OpenAIProfile",
     "Plan",
     "Principal",
     "PrincipalError",

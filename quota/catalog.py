@@ -1,6 +1,7 @@
 """The plan catalog: meters, aliases, model tiers, plans and their limits, and who is asking.
 
-Validated by pydantic; loading from files lives in ``quota.loader``.
+Validated by pydantic; reading files lives in ``quota.loader``, the wording of validation
+errors in ``quota.validation``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .algorithms import MAX_SAFE
 from .errors import CostError, UnknownPlanError
 from .limit import NAME, Limit
-from .usage import UsageConfig
+from .loader import read_catalog
+from .validation import invalid
 from .windows import get_zone
 
 HeaderStyle = Literal["ietf", "openai", "legacy", "custom"]
@@ -93,6 +95,19 @@ class HeaderConfig(BaseModel):
     custom: dict[str, str] = Field(default_factory=dict)
 
 
+#: The most days a history may keep (a year and a day: daily entries stay well under 2**53).
+MAX_DAYS = 366
+
+
+class UsageConfig(BaseModel):
+    """``[usage]`` of a catalog: ``history_days`` = how many days of daily totals per meter
+    each account keeps (0 = no history)."""
+
+    model_config = _STRICT
+
+    history_days: int = Field(default=0, ge=0, le=MAX_DAYS)
+
+
 class Catalog(BaseModel):
     """All plans, meters, aliases and model tiers of one product."""
 
@@ -156,10 +171,13 @@ class Catalog(BaseModel):
 
     @classmethod
     def load(cls, source: str | Path | Mapping[str, Any]) -> Catalog:
-        """Load a built-in catalog by name (``"zylo"``), a .toml/.yaml/.json file, or a dict."""
-        from .loader import load_catalog
-
-        return load_catalog(source)
+        """Load a built-in catalog by name (``"zylo"``), a .toml/.yaml/.json file, or a dict;
+        CatalogError naming the file, plan, limit and field of every problem."""
+        data, where = read_catalog(source)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise invalid(exc, data, where) from None
 
     # -- queries -----------------------------------------------------------------------------
 

@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
 
 from .algorithms import Charge
+from .catalog import HeaderConfig, Principal
+from .headers import render_headers
+from .states import LimitState, binding
 
-if TYPE_CHECKING:
-    from .catalog import HeaderConfig, Principal
-
-
-class LimitState(NamedTuple):
-    """One limit as a decision (or a peek) saw it. Times are in seconds.
-
-    ``remaining``: what is left (after this request's charge when it was admitted).
-    ``reset_after``: seconds until the meter is fully replenished (0.0 when nothing is used).
-    ``retry_after``: seconds until this request's cost would fit; 0.0 when it fits now, None
-    when it never will (cost above capacity, a spent trial, an empty balance).
-    ``window``: the policy's window in seconds (None for balances and concurrency).
-    """
-
-    name: str
-    meter: str
-    algorithm: str
-    limit: int
-    remaining: int
-    reset_after: float
-    retry_after: float | None
-    window: float | None
-    scope: str
-    allowed: bool = True
-    status: int = 429
-    code: str = "rate_limit_exceeded"
+__all__ = ["Decision", "LimitState", "Reservation", "binding"]
 
 
 @dataclass(slots=True)
@@ -86,8 +62,6 @@ class Decision:
 
     def headers(self, styles: list[str] | None = None) -> dict[str, str]:
         """Response headers in the catalog's styles (or ``styles``), ``Retry-After`` on denials."""
-        from .headers import render_headers
-
         return render_headers(self, styles)
 
     def error_body(self) -> dict[str, dict[str, str | None]] | None:
@@ -112,8 +86,3 @@ class Decision:
             if s.name == name:
                 return s
         raise KeyError(f"no limit named {name!r} in this decision")
-
-
-def binding(states: Iterable[LimitState]) -> LimitState | None:
-    """The state that binds: fewest remaining, then longest reset. None when there are none."""
-    return min(states, key=lambda s: (s.remaining, -s.reset_after), default=None)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
 
-from .decision import Decision, LimitState, binding
+from .catalog import HeaderConfig
+from .states import LimitState, binding
 
 STYLES = ("ietf", "openai", "legacy", "custom")
 DEFAULT_STYLES = ("ietf", "openai")
@@ -23,7 +25,33 @@ CUSTOM_FIELDS = ("limit", "remaining", "used", "reset", "retry")
 _QUOTA_UNITS = {"content-bytes": "content-bytes", "bytes": "content-bytes"}
 
 
-def render_headers(decision: Decision, styles: Sequence[str] | None = None) -> dict[str, str]:
+class Rendered(Protocol):
+    """What headers are rendered from: a ``Decision``, or a ``Snapshot`` of a peek."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def now(self) -> float: ...
+    @property
+    def retry_after(self) -> float | None: ...
+    @property
+    def states(self) -> Sequence[LimitState]: ...
+    @property
+    def header_config(self) -> HeaderConfig | None: ...
+
+
+class Snapshot(NamedTuple):
+    """An account's current state, to be rendered as headers (responses that charge nothing:
+    free endpoints, views, entitlement denials)."""
+
+    states: Sequence[LimitState]
+    now: float
+    header_config: HeaderConfig | None
+    allowed: bool = True
+    retry_after: float | None = None
+
+
+def render_headers(decision: Rendered, styles: Sequence[str] | None = None) -> dict[str, str]:
     """Headers for ``decision`` in ``styles`` (default: the catalog's, else ietf + openai).
 
     Unknown styles raise ValueError before anything is rendered.
@@ -35,7 +63,7 @@ def render_headers(decision: Decision, styles: Sequence[str] | None = None) -> d
         if style not in STYLES:
             raise ValueError(f"unknown header style {style!r}; known: {', '.join(STYLES)}")
     custom = dict(config.custom) if config is not None else {}
-    renderers: dict[str, Callable[[Decision], dict[str, str]]] = {
+    renderers: dict[str, Callable[[Rendered], dict[str, str]]] = {
         "ietf": ietf_headers,
         "openai": openai_headers,
         "legacy": legacy_headers,
@@ -49,7 +77,7 @@ def render_headers(decision: Decision, styles: Sequence[str] | None = None) -> d
     return out
 
 
-def ietf_headers(decision: Decision) -> dict[str, str]:
+def ietf_headers(decision: Rendered) -> dict[str, str]:
     """``RateLimit-Policy`` and ``RateLimit`` as structured-field Lists, one item per state.
 
     ``q`` is the limit, ``w`` the window in whole seconds (rounded up; omitted for balances
@@ -74,7 +102,7 @@ def ietf_headers(decision: Decision) -> dict[str, str]:
     return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(limits)}
 
 
-def openai_headers(decision: Decision) -> dict[str, str]:
+def openai_headers(decision: Rendered) -> dict[str, str]:
     """OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` for the binding state
     of each of those meters; the reset is a Go duration string ("6m0s"), as OpenAI sends it."""
     out: dict[str, str] = {}
@@ -87,7 +115,7 @@ def openai_headers(decision: Decision) -> dict[str, str]:
     return out
 
 
-def legacy_headers(decision: Decision) -> dict[str, str]:
+def legacy_headers(decision: Rendered) -> dict[str, str]:
     """``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` for the binding state of all.
 
     ``X-RateLimit-Reset`` is the epoch second of the reset, ``ceil(now + reset_after)``, as
@@ -103,7 +131,7 @@ def legacy_headers(decision: Decision) -> dict[str, str]:
     }
 
 
-def custom_headers(decision: Decision, custom: dict[str, str]) -> dict[str, str]:
+def custom_headers(decision: Rendered, custom: dict[str, str]) -> dict[str, str]:
     """Headers named by the catalog: ``{header: "<limit name or meter>.<field>"}``.
 
     The spec splits at its last dot (limit names may contain dots). The ref is a limit name

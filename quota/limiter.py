@@ -21,15 +21,16 @@ from .backends.guard import (
     guarded,
     with_timeout,
 )
-from .blocks import BlockCache
+from .blockcache import BlockCache
 from .catalog import Catalog, Principal
-from .decision import Decision, LimitState, Reservation
+from .decision import Decision, Reservation
 from .errors import ConfigError, CostError
 from .keys import DEFAULT_SECRET, GLOBAL_SLOT, field_name
 from .limit import Limit
 from .observe import Observer
 from .planner import Planner, Prepared
-from .usage import usage_query
+from .states import LimitState
+from .verdict import Verdicts, rule_state, shadowed
 
 Clock = Callable[[], float]
 OnError = Literal["allow", "deny", "local", "raise"]
@@ -83,6 +84,7 @@ class _Base(Generic[B]):
             raise ConfigError(f"reservation_ttl must be positive, got {ttl!r}")
         self.reservation_ttl_ms = math.ceil(ttl * 1000)
         self.planner = Planner(self.catalog, secret or DEFAULT_SECRET)
+        self.verdicts = Verdicts(self.catalog)
         store = self._open(storage) if isinstance(storage, str) else storage
         if isinstance(storage, str) and with_timeout(storage, self.timeout) != storage:
             # Opened first as given so that errors quote the caller's URL; engines connect
@@ -119,16 +121,19 @@ class _Base(Generic[B]):
     ) -> Prepared | Decision:
         """The ops to send, or a decision made without the store: an entitlement denial, or
         the block cache's (never for a request id: a replay must answer as the first time)."""
-        prep = self.planner.prepare(who, cost, self._now(), request_id, model, features)
-        if isinstance(prep, Decision) or self.blocks is None or request_id is not None:
+        now = self._now()
+        prep = self.planner.prepare(who, cost, now, request_id, model, features)
+        if not isinstance(prep, Prepared):
+            return self.verdicts.forbidden(who, now, prep)
+        if self.blocks is None or request_id is not None:
             return prep
         found = self.blocks.check(prep.now, prep.ops)
-        return prep if found is None else self.planner.blocked(prep, *found)
+        return prep if found is None else self.verdicts.blocked(prep, *found)
 
     def _after(self, prep: Prepared, verdict: Verdict) -> Prepared | Decision:
         """The decision for the store's verdict; or, when only shadow limits denied, the same
         acquire without them (shadow limits report, never deny)."""
-        decision = self.planner.decision(prep, verdict)
+        decision = self.verdicts.decision(prep, verdict)
         if decision.allowed:
             return decision
         denying = [s.name for s in decision.states if not s.allowed]
@@ -140,7 +145,7 @@ class _Base(Generic[B]):
         if not shadow:
             return decision
         if self.shadow:  # dry run: nothing was charged, and nothing will be
-            return self.planner.shadowed(prep, decision, tuple(shadow))
+            return shadowed(prep, decision, tuple(shadow))
         if len(shadow) < len(denying):  # an enforced limit denies too
             return dataclasses.replace(decision, shadow_denied=tuple(shadow))
         return self.planner.without_shadow(prep, tuple(shadow))
@@ -221,7 +226,8 @@ class _Base(Generic[B]):
 
     def _states(self, pairs: list[tuple[Limit, Op]], outcomes: list[Outcome]) -> list[LimitState]:
         return [
-            self.planner.state(lim, op, out) for (lim, op), out in zip(pairs, outcomes, strict=True)
+            rule_state(self.planner.rule(lim), op, out)
+            for (lim, op), out in zip(pairs, outcomes, strict=True)
         ]
 
 
@@ -300,7 +306,7 @@ class Limiter(_Base[Backend]):
     def usage(self, who: Principal, days: int = 30) -> dict[str, dict[str, int]]:
         """Daily totals per meter of the account, ``{"YYYY-MM-DD": {meter: amount}}``, for the
         last ``days`` days in the plan's zone, oldest first, today last, idle days as zeros."""
-        query = usage_query(self.planner, who, self._now(), days)
+        query = self.planner.usage_query(who, self._now(), days)
         return query.report(self.backend.read_states(query.ops))
 
     def close(self) -> None:
@@ -381,7 +387,7 @@ class AsyncLimiter(_Base[AsyncBackend]):
         return await self.backend.top_up(self._now(), self._top_up_op(who, meter, amount), amount)
 
     async def usage(self, who: Principal, days: int = 30) -> dict[str, dict[str, int]]:
-        query = usage_query(self.planner, who, self._now(), days)
+        query = self.planner.usage_query(who, self._now(), days)
         return query.report(await self.backend.read_states(query.ops))
 
     async def close(self) -> None:

@@ -1,8 +1,9 @@
-"""From a principal and a cost to engine operations, and from an engine verdict to a Decision.
+"""From a principal and a cost to engine operations.
 
-Everything a decision needs that is not stored state lives here: plan lookup, cost validation,
-entitlements, calendar windows, storage names. Limiter and AsyncLimiter share it and differ
-only in how they call their engine.
+Everything an engine call needs that is not stored state lives here: plan lookup, cost
+validation, entitlements, calendar windows, storage names. What the engine answers becomes a
+Decision in ``quota.verdict``. Limiter and AsyncLimiter share both and differ only in how they
+call their engine.
 """
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ from dataclasses import dataclass
 from math import gcd
 from typing import Any, TypeVar
 
-from .algorithms import Charge, Outcome, Params
-from .backends.base import Op, Verdict
-from .backends.fallback import store_unavailable
-from .blocks import Block
+from .algorithms import Params
+from .backends.base import Op
 from .catalog import Catalog, Plan, Principal
-from .decision import Decision, LimitState, Reservation
-from .errors import CostError, PrincipalError
+from .errors import ConfigError, CostError, PrincipalError
+from .history import HISTORY, DayWindows, UsageQuery, history_limits
 from .keys import DEFAULT_SECRET, GLOBAL_SLOT, account_slot, field_name
 from .limit import Limit, parse_offset_ms
-from .usage import HISTORY, DayWindows, history_limits
 from .windows import WindowCache, to_ms
 
 
@@ -58,6 +56,9 @@ class Prepared:
     shadow: frozenset[str] = frozenset()  # names of the shadow limits among ``rules``
     shadow_denied: tuple[str, ...] = ()  # shadow limits that denied an earlier try
 
+
+#: What a plan lacks for a request: (what, code, message), e.g. ("model", "model_not_allowed", ...)
+Forbidden = tuple[str, str, str]
 
 #: Bound on each per-planner cache; cleared whole when full (costs one recomputation each).
 _CACHE_SIZE = 65_536
@@ -116,16 +117,17 @@ class Planner:
         named = {f for plan in catalog.plans.values() for f in plan.features} - {"*"}
         self.metered_features = named & (catalog.meter_names | set(catalog.meters.aliases))
         self._rules = {
-            name: tuple(self._rule(lim) for lim in (*plan.limits, *self.history))
+            name: tuple(self.rule(lim) for lim in (*plan.limits, *self.history))
             for name, plan in catalog.plans.items()
         }
         # (plan, cost meters) -> the rules that apply, and the names of the shadow ones.
         self._selected: dict[tuple[str, tuple[str, ...]], tuple[tuple[Rule, ...], frozenset[str]]]
         self._selected = {}
-        self._entitled: dict[tuple[object, ...], tuple[str, str, str] | None] = {}
+        self._entitled: dict[tuple[object, ...], Forbidden | None] = {}
         self._slots: dict[str, str] = {}
 
-    def _rule(self, lim: Limit) -> Rule:
+    def rule(self, lim: Limit) -> Rule:
+        """What a decision needs of one limit, read once."""
         return Rule(
             lim,
             lim.name,
@@ -146,7 +148,7 @@ class Planner:
         """The op of one limit (peeks, top-ups, usage reads); acquires build theirs from the
         plan's precomputed rules."""
         slot = self.account_slot(who.account)
-        return self.rule_op(self._rule(limit), who, plan, slot, now, cost)
+        return self.rule_op(self.rule(limit), who, plan, slot, now, cost)
 
     def rule_op(self, r: Rule, who: Principal, plan: Plan, slot: str, now: int, cost: int) -> Op:
         return Op(
@@ -191,15 +193,15 @@ class Planner:
         request_id: str | None,
         model: str | None,
         features: Iterable[str] | None,
-    ) -> Prepared | Decision:
-        """Ops for an acquire, or an entitlement denial (403) before anything is charged."""
+    ) -> Prepared | Forbidden:
+        """Ops for an acquire, or what the plan lacks (a 403 before anything is charged)."""
         plan = self.catalog.plan(who.plan)
         amounts = self.catalog.canonical(cost)
         if request_id is not None and (not isinstance(request_id, str) or not request_id):
             raise CostError(f"request_id must be a non-empty string, got {request_id!r}")
         denial = self.entitlement(plan, model, tuple(cost), features)
         if denial is not None:
-            return self._forbidden(who, now, *denial)
+            return denial
         key = (plan.name, tuple(amounts))
         selected = self._selected.get(key)
         if selected is None:
@@ -224,7 +226,7 @@ class Planner:
         model: str | None,
         names: tuple[str, ...],
         features: Iterable[str] | None,
-    ) -> tuple[str, str, str] | None:
+    ) -> Forbidden | None:
         """(what, code, message) of the first entitlement ``plan`` lacks, or None."""
         if not (model is None or type(model) is str) or isinstance(features, str | bytes):
             raise CostError(f"model must be a string and features a set of names: {model!r}")
@@ -241,7 +243,7 @@ class Planner:
 
     def _entitlement(
         self, plan: Plan, model: str | None, names: tuple[str, ...], features: frozenset[str]
-    ) -> tuple[str, str, str] | None:
+    ) -> Forbidden | None:
         if model is not None and not self.catalog.allows_model(plan, model):
             tier = self.catalog.tier_of(model)
             msg = f"model {model!r} ({tier} tier) is not available on plan {plan.name!r}"
@@ -258,105 +260,6 @@ class Planner:
                 return f"feature:{feature}", "feature_not_allowed", msg
         return None
 
-    def _forbidden(self, who: Principal, now: int, what: str, code: str, msg: str) -> Decision:
-        return Decision(
-            allowed=False,
-            status=403,
-            principal=who,
-            now=now / 1000,
-            denied_by=what,
-            code=code,
-            message=msg,
-            header_config=self.catalog.headers,
-        )
-
-    def decision(self, prep: Prepared, verdict: Verdict) -> Decision:
-        """The public Decision for an engine verdict (replays map outcomes by field)."""
-        if verdict.replayed:
-            by_field = dict(zip(verdict.fields, verdict.outcomes, strict=True))
-            pairs = [
-                (r, op, by_field[op.field])
-                for r, op in zip(prep.rules, prep.ops, strict=True)
-                if op.field in by_field
-            ]
-        else:
-            pairs = list(zip(prep.rules, prep.ops, verdict.outcomes, strict=True))
-        states = tuple(
-            [self.rule_state(r, op, out) for r, op, out in pairs if r.algorithm != HISTORY]
-        )
-        if verdict.allowed:
-            charges: tuple[Charge, ...] = ()
-            if prep.request_id is None:  # no record kept: the handle carries the charges
-                charges = tuple(
-                    [
-                        Charge(
-                            op.slot,
-                            op.field,
-                            op.meter,
-                            op.algorithm,
-                            op.params,
-                            out.anchor,
-                            op.cost,
-                        )
-                        for _, op, out in pairs
-                    ]
-                )
-            return Decision(
-                True,
-                200,
-                prep.who,
-                prep.now / 1000,
-                states,
-                request_id=prep.request_id,
-                reservation=Reservation(prep.request_id, prep.slot, charges),
-                replayed=verdict.replayed,
-                source=verdict.source,
-                shadow_denied=prep.shadow_denied,
-                header_config=self.catalog.headers,
-            )
-        denying = [s for s in states if not s.allowed]
-        # The denial that binds longest: "never" beats any finite retry.
-        worst = max(denying, key=lambda s: float("inf") if s.retry_after is None else s.retry_after)
-        retry = None if any(s.retry_after is None for s in denying) else worst.retry_after
-        limit = next(r.limit for r in prep.rules if r.name == worst.name)
-        denial = Decision(
-            allowed=False,
-            principal=prep.who,
-            now=prep.now / 1000,
-            states=states,
-            request_id=prep.request_id,
-            header_config=self.catalog.headers,
-            status=worst.status,
-            denied_by=worst.name,
-            retry_after=retry,
-            code=worst.code,
-            message=self.message(prep.plan, limit, retry),
-            source=verdict.source,
-            shadow_denied=prep.shadow_denied,
-        )
-        # The failure policy refused (store down, limit fails closed): 503, not the limit's.
-        return store_unavailable(denial) if verdict.source == "deny" else denial
-
-    def blocked(self, prep: Prepared, index: int, block: Block) -> Decision:
-        """The denial the block cache answers with: the remembered limit (the op at ``index``),
-        its retry-after counted down to ``prep.now`` (a lower bound when this cost is larger)."""
-        rule, op = prep.rules[index], prep.ops[index]
-        retry = block.until - prep.now
-        out = Outcome(False, block.remaining, max(0, block.reset_at - prep.now), retry)
-        return Decision(
-            allowed=False,
-            principal=prep.who,
-            now=prep.now / 1000,
-            states=(self.rule_state(rule, op, out),),
-            header_config=self.catalog.headers,
-            status=rule.status,
-            denied_by=rule.name,
-            retry_after=retry / 1000,
-            code=rule.code,
-            message=self.message(prep.plan, rule.limit, retry / 1000),
-            source="cache",
-        )
-
     @staticmethod
     def without_shadow(prep: Prepared, denied: tuple[str, ...]) -> Prepared:
         """``prep`` again without its shadow limits, remembering which of them denied."""
@@ -369,60 +272,21 @@ class Planner:
             shadow_denied=denied,
         )
 
-    @staticmethod
-    def shadowed(prep: Prepared, denial: Decision, denied: tuple[str, ...]) -> Decision:
-        """Shadow mode for the whole limiter: the denial reported, the request admitted (and
-        charged nothing, so there is nothing to settle)."""
-        return dataclasses.replace(
-            denial,
-            allowed=True,
-            status=200,
-            denied_by=None,
-            retry_after=None,
-            code=None,
-            message=None,
-            reservation=Reservation(prep.request_id, prep.slot, (), open=False),
-            shadow_denied=denied,
-        )
+    # -- reads -------------------------------------------------------------------------------
 
-    def state(self, limit: Limit, op: Op, out: Outcome) -> LimitState:
-        """The LimitState of ``limit`` for one engine outcome (peeks and top-ups)."""
-        return self.rule_state(self._rule(limit), op, out)
-
-    @staticmethod
-    def rule_state(r: Rule, op: Op, out: Outcome) -> LimitState:
-        window = r.window
-        if r.algorithm == "calendar":
-            window = (op.params[2] - op.params[1]) / 1000
-        retry = out.retry_after
-        return LimitState(
-            r.name,
-            r.meter,
-            r.algorithm,
-            # A balance's "limit" is its grant, or more after top-ups: never below what remains.
-            max(r.capacity, out.remaining) if r.algorithm == "balance" else r.capacity,
-            out.remaining,
-            out.reset_after / 1000,
-            None if retry is None else retry / 1000,
-            window,
-            r.scope,
-            out.allowed,
-            r.status,
-            r.code,
-        )
-
-    @staticmethod
-    def message(plan: Plan, limit: Limit, retry: float | None) -> str:
-        if limit.message:
-            return limit.message
-        if limit.algorithm == "balance":
-            return f"out of {limit.meter} on plan {plan.name!r}: top up to continue"
-        if limit.algorithm == "concurrency":
-            text = f"too many {limit.meter} in flight (at most {limit.amount})"
-        elif limit.algorithm == "allowance":
-            text = f"the one-time allowance {limit.name!r} ({limit.amount} {limit.meter}) is over"
-        else:
-            rate = limit.rate or f"{limit.amount}/{limit.period}"
-            text = f"limit {limit.name!r} reached: {rate} {limit.meter}"
-        tail = f"; retry in {retry:.3f} s" if retry is not None else "; retrying will not help"
-        return f"{text} on plan {plan.name!r}{tail}"
+    def usage_query(self, who: Principal, now: int, days: int) -> UsageQuery:
+        """The history ops of ``who``'s account; ConfigError when history is off or ``days``
+        is not 1..history_days."""
+        kept = self.catalog.usage.history_days
+        if not kept:
+            raise ConfigError(
+                f"catalog {self.catalog.name!r} keeps no usage history: set [usage] history_days"
+            )
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= kept:
+            raise ConfigError(
+                f"days must be an integer from 1 to {kept} (history_days), got {days!r}"
+            )
+        plan = self.catalog.plan(who.plan)
+        ops = tuple(self.op(who, plan, lim, now, 0) for lim in self.history)
+        zone = self.catalog.zone_of(plan, self.history[0])
+        return UsageQuery(tuple(lim.meter for lim in self.history), ops, now, zone, days)

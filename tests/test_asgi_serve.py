@@ -22,8 +22,8 @@ import pytest
 from http_servers import AppSlot, quota_serve, uvicorn_server
 
 import quota
-from quota.asgi.serve import Gateway, banner, demo_keys, hashing_secret, load_keys
 from quota.cli import main
+from quota.cli.serve import Gateway, banner, demo_keys, hashing_secret, load_keys
 
 ZYLA = quota.Catalog.load("zyla")
 

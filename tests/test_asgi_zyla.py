@@ -15,7 +15,7 @@ from conftest import FakeClock, storage_url
 from http_servers import BACKENDS, AppSlot, limiter_pair
 
 import quota
-from quota.asgi.upstream import StandInUpstream
+from quota.cli.upstream import StandInUpstream
 
 UTC = dt.timezone.utc
 ANCHOR = dt.datetime(2026, 1, 31, 10, tzinfo=UTC)

@@ -20,8 +20,8 @@ from http_servers import BACKENDS, AppSlot, limiter_pair, uvicorn_server
 import quota
 from quota.asgi import estimate_prompt_tokens
 from quota.asgi.types import Receive, Scope, Send
-from quota.asgi.upstream import StandInUpstream
 from quota.backends.memory import MemoryBackend
+from quota.cli.upstream import StandInUpstream
 
 HI = [{"role": "user", "content": "hi"}]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import quota
-from quota.tables import Row, Section, render
+from quota.cli.tables import Row, Section, render
 
 GOOD = """
 [meters]

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quota.algorithms import ALGORITHMS, MAX_SAFE, Outcome
-from quota.backends.redis_codec import CODES
+from quota.backends.redis.codec import CODES
 
-LUA = resources.files("quota") / "backends" / "lua"
+LUA = resources.files("quota") / "backends" / "redis" / "lua"
 HARNESS = (
     (LUA / "arith.lua").read_text()
     + (LUA / "algorithms.lua").read_text()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from quota.algorithms import MAX_SAFE
 
-ARITH = (resources.files("quota") / "backends" / "lua" / "arith.lua").read_text()
+ARITH = (resources.files("quota") / "backends" / "redis" / "lua" / "arith.lua").read_text()
 CHECK = (
     ARITH
     + """

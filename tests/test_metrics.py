@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import quota
-from quota.asgi.serve import Gateway, demo_keys
+from quota.cli.serve import Gateway, demo_keys
 from quota.metrics import PrometheusMetrics, metrics_app, with_metrics
 
 ZYLO = quota.Catalog.load("zylo")

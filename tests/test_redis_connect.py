@@ -222,7 +222,7 @@ def test_asyncio_connections_pack_with_hiredis_exactly_as_redis_py_does() -> Non
     argument at a time): same bytes, multi-word commands split the same way."""
     import redis.asyncio as aredis
 
-    from quota.backends.redis_connect import hiredis_packing
+    from quota.backends.redis.connect import hiredis_packing
 
     fast = hiredis_packing(aredis.Connection)(host="127.0.0.1", port=1)
     slow = aredis.Connection(host="127.0.0.1", port=1)

@@ -17,7 +17,7 @@ from conftest import START, FakeClock, storage_url
 from servers import free_port, redis_server
 
 import quota
-from quota.backends.redis_codec import script_sha
+from quota.backends.redis.codec import script_sha
 from quota.keys import DEFAULT_SECRET, account_slot
 
 ZYLO = quota.Catalog.load("zylo")

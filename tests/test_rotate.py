@@ -12,6 +12,7 @@ import pytest
 from conftest import FakeClock
 
 import quota
+from quota.backends.redis.codec import decode_record, encode_record
 from quota.keys import secret_from_env
 from quota.rotate import rotate_secret
 
@@ -133,3 +134,33 @@ def test_secret_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         secret_from_env()
     long = quota.Limiter(ZYLO, "memory://", secret=b"x" * 200)  # longer than BLAKE2b's key
     assert long.acquire(quota.Principal(account="a", plan="go", key="k"), {"search": 1})
+
+
+def test_rotation_keeps_usage_history(
+    pair: tuple[quota.Limiter, quota.Limiter], clock: FakeClock, storage: str
+) -> None:
+    old, new = pair
+    who = principals(f"his-{storage[:5]}-")[2:4]  # one "go" account with keys a and b
+    spend(old, who, clock)
+    before = [old.usage(p, 2) for p in who]
+    assert any(day["requests"] for day in before[0].values())
+    target = old if storage == "memory://" else storage
+    rotate_secret(target, OLD, NEW, [(who[0].account, [p.key for p in who])], catalog=ZYLO)
+    assert [new.usage(p, 2) for p in who] == before
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "5000,0,",  # settled, no charge
+        "5000,1,1#",  # linked, no undo image
+        "9,1,;1,rpm,s,60000,4,1,requests,9,60000,-1;2,credits,b,,4,5,credits,95,0,-1",
+        "9,1,1;1,tpd/Ab-_9,w,86400000,0,100,tokens,900,5,-1#1|tpd/Ab-_9|0,3|0,103!2|c||95",
+    ],
+)
+def test_reservation_records_decode_and_encode_exactly(raw: str) -> None:
+    record = decode_record(raw)
+    assert encode_record(record) == raw
+    renamed = record.renamed(lambda name: name.replace("/Ab-_9", "/Zz"))
+    assert encode_record(renamed) == raw.replace("/Ab-_9", "/Zz")
+    assert decode_record(encode_record(renamed)) == renamed

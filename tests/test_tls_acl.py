@@ -133,7 +133,7 @@ def test_tls_refuses_plain_text_and_unknown_certificates(tls: tuple[int, int, st
 
 
 def test_the_rules_cover_every_command_the_scripts_call() -> None:
-    lua = resources.files("quota") / "backends" / "lua"
+    lua = resources.files("quota") / "backends" / "redis" / "lua"
     text = "".join((lua / name).read_text() for name in ("commands.lua", "algorithms.lua"))
     called = {c.lower() for c in re.findall(r'redis\.call\("([A-Z]+)"', text)}
     # DEL serves only the Cluster undo; on one server a decision never needs it. Equality

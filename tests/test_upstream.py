@@ -14,10 +14,10 @@ import openai
 import pytest
 from http_servers import AppSlot, raw_request
 
-from quota.asgi.profile import estimate_prompt_tokens
+from quota.asgi import estimate_prompt_tokens
 from quota.asgi.routes import ROUTES, allowed_methods, kind_of
-from quota.asgi.upstream import DEFAULT_MODELS, StandInUpstream
-from quota.asgi.upstream_replies import OUTPUT_CAPS, reply_words
+from quota.cli.upstream import DEFAULT_MODELS, StandInUpstream
+from quota.cli.upstream_replies import OUTPUT_CAPS, reply_words
 
 CLOSE = b"Connection: close\r\nContent-Length: 0\r\n\r\n"
 INTRO = len(reply_words({})) - 1  # the fixed words before the quote ("nothing" quoted here)

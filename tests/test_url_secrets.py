@@ -17,7 +17,7 @@ from conftest import FakeClock
 from servers import free_port, redis_server
 
 import quota
-from quota.backends.redis_connect import parse
+from quota.backends.redis.connect import parse
 from quota.backends.urls import redact
 
 ZYLO = quota.Catalog.load("zylo")

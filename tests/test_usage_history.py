@@ -19,8 +19,8 @@ from usage_day import PLANS, ZYLO, Ledger, chat, play_day, used
 
 import quota
 from quota.algorithms import ALGORITHMS, MAX_SAFE, History
+from quota.history import meters_of
 from quota.keys import DEFAULT_SECRET, account_slot
-from quota.usage import meters_of
 
 DAY = 86_400_000
 METERS = meters_of(ZYLO)

@@ -18,9 +18,9 @@ from http_servers import BACKENDS, AppSlot, limiter_pair
 from usage_day import PLANS, ZYLO, Ledger, play_day
 
 import quota
-from quota.asgi.upstream import StandInUpstream
 from quota.backends.memory import AsyncMemoryBackend
-from quota.usage import meters_of
+from quota.cli.upstream import StandInUpstream
+from quota.history import meters_of
 from quota.views import astats, stats, validate
 
 METERS = meters_of(ZYLO)

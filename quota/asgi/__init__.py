@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .identity import KeyCache, extract_key
 from .middleware import QuotaInfo, QuotaMiddleware
-from .profile import Call, OpenAIProfile, estimate_prompt_tokens
-from .usage import UsageReader
+from .openai import Call, OpenAIProfile, estimate_prompt_tokens
+from .reader import UsageReader
 
 __all__ = [
     "Call",

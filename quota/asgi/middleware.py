@@ -17,16 +17,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..backends.memory import MemoryBackend
 from ..catalog import Principal
 from ..decision import Decision
 from ..errors import QuotaError
 from ..limiter import AsyncLimiter, Limiter
 from .body import DEFAULT_MAX_BODY, ClientGone, content_length, parse_body, read_body, replay
-from .identity import KeyCache, Resolver, extract_key, unknown_key
-from .paths import is_preflight, normalised_scope
-from .profile import Call, Kind, OpenAIProfile
-from .responses import ApiError, send_error, send_json, unavailable
+from .gate import Gate
+from .identity import KeyCache, Resolver
+from .openai import Call, Kind, OpenAIProfile
+from .paths import app_path, is_preflight, normalised_scope
+from .responses import ApiError, send_error, send_json, unavailable, with_headers
 from .settle import Settlement
 from .types import ASGIApp, Message, Receive, Scope, Send
 from .views import serve_view, view_paths
@@ -92,11 +92,8 @@ class QuotaMiddleware:
         )
         self.public_paths = frozenset(public_paths)
         self.views = view_paths(views)
-        if offload is None:
-            offload = isinstance(limiter, Limiter) and not isinstance(
-                limiter.backend, MemoryBackend
-            )
-        self.offload = offload
+        self.gate = Gate(limiter, self.keys, offload)
+        self.offload = self.gate.offload  # whether a sync limiter runs in a worker thread
         if websockets not in ("refuse", "pass"):
             raise ValueError(f"websockets must be 'refuse' or 'pass', got {websockets!r}")
         self.websockets = websockets
@@ -114,14 +111,14 @@ class QuotaMiddleware:
             if is_preflight(scope):  # CORS: the app's own CORS layer answers, with no body
                 await self.app(scope, replay(b"", receive), send)
                 return
-            path = _path(scope)
+            path = app_path(scope)
             if path in self.public_paths:
                 await self.app(scope, receive, send)
                 return
             method = scope["method"]
             view = self.views.get(path.rstrip("/") or "/") if self.views else None
             if view is not None and method in ("GET", "HEAD"):
-                await serve_view(self, view, scope, send)
+                await serve_view(self.gate, view, scope, send)
                 return
             kind = self.classifier.route(method, path)
             who, call, receive = await self._admit(scope, receive, kind)
@@ -137,7 +134,7 @@ class QuotaMiddleware:
         if decision is None:
             return
         scope = {**scope, "quota": QuotaInfo(who, call, decision)}
-        settlement = Settlement(self, who, call, decision)
+        settlement = Settlement(self.gate, who, call, decision)
         try:
             await self.app(scope, settlement.wrap_receive(receive), settlement.wrap_send(send))
         except BaseException:
@@ -151,14 +148,14 @@ class QuotaMiddleware:
         if self.websockets == "pass":
             return True
         try:
-            return _path(normalised_scope(scope)) in self.public_paths
+            return app_path(normalised_scope(scope)) in self.public_paths
         except ApiError:
             return False
 
     async def _decide(self, send: Send, who: Principal, call: Call) -> Decision | None:
         """One acquire; a denial (or a store failure) is answered here and gives None."""
         try:
-            decision: Decision = await self._run(
+            decision: Decision = await self.gate.run(
                 self.limiter.acquire, who, call.cost, model=call.model, features=call.features
             )
         except QuotaError:
@@ -171,7 +168,7 @@ class QuotaMiddleware:
             return decision
         headers = decision.headers()
         if not decision.states:  # an entitlement denial: show the account's state anyway
-            headers = {**await self._peek_headers(who), **headers}
+            headers = {**await self.gate.current_headers(who), **headers}
         if decision.retry_after is None or decision.status in (402, 403):
             headers["x-should-retry"] = "false"  # the OpenAI SDKs would retry twice for nothing
         await send_json(send, decision.status, decision.error_body(), headers)
@@ -182,49 +179,21 @@ class QuotaMiddleware:
     ) -> tuple[Principal, Call, Receive]:
         """Key, principal and call of a request; ApiError for anything it must refuse."""
         headers = scope.get("headers") or []
-        key = extract_key(headers)
-        try:
-            who = await self.keys.lookup(key)
-        except Exception:
-            log.exception("quota: the key resolver failed")
-            raise unavailable("cannot check the API key right now", "auth_unavailable") from None
-        if who is None:
-            raise unknown_key()
-        if who.plan not in self.catalog.plans:
-            log.error(
-                "quota: account %r is on plan %r, unknown to the catalog", who.account, who.plan
-            )
-            raise unavailable("this account's plan is not configured", "plan_unavailable")
+        who = await self.gate.principal(headers)
         body = await read_body(receive, self.max_body, content_length(headers))
         parsed = parse_body(kind, headers, body)
         if parsed is None:
             return who, self.classifier.empty(kind), replay(body, receive)
         call = self.classifier.classify(
-            kind, parsed.fields, parsed.media, parsed.opaque, _path(scope)
+            kind, parsed.fields, parsed.media, parsed.opaque, app_path(scope)
         )
         return who, call, replay(body, receive)
-
-    async def _peek_headers(self, who: Principal) -> dict[str, str]:
-        """The account's current state as response headers (charges nothing)."""
-        try:
-            states = await self._run(self.limiter.peek, who)
-        except QuotaError:
-            log.exception("quota: peek failed for account %r", who.account)
-            return {}
-        return Decision(
-            allowed=True,
-            status=200,
-            principal=who,
-            now=self.limiter.clock(),
-            states=tuple(states),
-            header_config=self.catalog.headers,
-        ).headers()
 
     async def _free(
         self, scope: Scope, receive: Receive, send: Send, who: Principal, call: Call
     ) -> None:
         """An uncharged request: the app answers, with the account's current state as headers."""
-        headers = await self._peek_headers(who)
+        headers = await self.gate.current_headers(who)
         scope = {**scope, "quota": QuotaInfo(who, call, None)}
 
         async def send_with_headers(message: Message) -> None:
@@ -233,31 +202,3 @@ class QuotaMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-    async def _run(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call a limiter method: awaited (async), inline or in a thread (sync)."""
-        if isinstance(self.limiter, AsyncLimiter):
-            return await method(*args, **kwargs)
-        if self.offload:
-            import asyncio  # only here: importing asyncio costs the core import ~20 ms
-
-            return await asyncio.to_thread(method, *args, **kwargs)
-        return method(*args, **kwargs)
-
-
-def with_headers(message: Message, headers: dict[str, str]) -> Message:
-    """``http.response.start`` with ``headers`` set (replacing the app's of the same names)."""
-    if not headers:
-        return message
-    names = {name.lower().encode("latin-1") for name in headers}
-    raw = [(k, v) for k, v in message.get("headers", ()) if bytes(k).lower() not in names]
-    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    return {**message, "headers": raw}
-
-
-def _path(scope: Scope) -> str:
-    path: str = scope.get("path") or "/"
-    root: str = scope.get("root_path") or ""
-    if root and path.startswith(root):
-        path = path[len(root) :] or "/"
-    return path

@@ -107,3 +107,12 @@ def is_preflight(scope: Scope) -> bool:
         and b"transfer-encoding" not in names
         and names.get(b"content-length", b"0").strip() == b"0"
     )
+
+
+def app_path(scope: Scope) -> str:
+    """The path within the app: ``path`` without the ``root_path`` it is mounted under."""
+    path: str = scope.get("path") or "/"
+    root: str = scope.get("root_path") or ""
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    return path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from .types import Send
+from .types import Message, Send
 
 _TYPES = {
     401: "invalid_request_error",
@@ -87,3 +87,13 @@ async def send_json(
 async def send_error(send: Send, error: ApiError) -> None:
     """Answer ``error`` in the OpenAI shape."""
     await send_json(send, error.status, error.body(), error.headers)
+
+
+def with_headers(message: Message, headers: Mapping[str, str]) -> Message:
+    """``http.response.start`` with ``headers`` set (replacing the app's of the same names)."""
+    if not headers:
+        return message
+    names = {name.lower().encode("latin-1") for name in headers}
+    raw = [(k, v) for k, v in message.get("headers", ()) if bytes(k).lower() not in names]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return {**message, "headers": raw}

@@ -17,17 +17,15 @@ client's next request sees them; or when the app returns or fails without one:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from ..algorithms import MAX_SAFE
 from ..catalog import Principal
 from ..decision import Decision
-from .profile import Call
+from .gate import Gate
+from .openai import Call
+from .reader import UsageReader
+from .responses import with_headers
 from .types import Message, Receive, Send, header
-from .usage import UsageReader
-
-if TYPE_CHECKING:
-    from .middleware import QuotaMiddleware
 
 log = logging.getLogger("quota.asgi")
 _FINAL = ("http.response.pathsend", "http.response.zerocopysend")
@@ -36,10 +34,8 @@ _FINAL = ("http.response.pathsend", "http.response.zerocopysend")
 class Settlement:
     """The wrapped ``receive`` and ``send`` of one admitted request, and its settlement."""
 
-    def __init__(
-        self, middleware: QuotaMiddleware, who: Principal, call: Call, decision: Decision
-    ) -> None:
-        self.mw = middleware
+    def __init__(self, gate: Gate, who: Principal, call: Call, decision: Decision) -> None:
+        self.gate = gate
         self.who = who
         self.call = call
         self.decision = decision
@@ -60,8 +56,6 @@ class Settlement:
         return wrapped
 
     def wrap_send(self, send: Send) -> Send:
-        from .middleware import with_headers
-
         async def wrapped(message: Message) -> None:
             kind = message["type"]
             if kind == "http.response.start":
@@ -110,13 +104,13 @@ class Settlement:
         if self.closed:
             return
         self.closed = True
-        plan = self.mw.catalog.plan(self.who.plan)
+        plan = self.gate.catalog.plan(self.who.plan)
         ok = self.status is not None and 200 <= self.status < 300
         try:
             if release or self.status is None or (plan.success_only and not ok):
-                await self.mw._run(self.mw.limiter.release, self.decision)
+                await self.gate.run(self.gate.limiter.release, self.decision)
             else:
-                await self.mw._run(self.mw.limiter.settle, self.decision, self.actual(ok))
+                await self.gate.run(self.gate.limiter.settle, self.decision, self.actual(ok))
         except Exception:
             log.exception("quota: settling request %s failed", self.decision.request_id)
 
@@ -138,6 +132,6 @@ class Settlement:
         if "tokens" in self.call.cost:
             out["tokens"] = min(prompt + completion, MAX_SAFE)
         if "credits" in self.call.cost and self.call.model is not None:
-            price = self.mw.catalog.price(self.call.model, prompt, completion)
+            price = self.gate.catalog.price(self.call.model, prompt, completion)
             out["credits"] = min(price, MAX_SAFE)
         return out

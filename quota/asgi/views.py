@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from ..decision import Decision
 from ..errors import QuotaError
+from ..headers import Snapshot, render_headers
 from ..views import history_days, stats_body, validate
-from .identity import extract_key, unknown_key
+from .gate import Gate
 from .responses import ApiError, send_error, send_json, unavailable
 from .types import Scope, Send
-
-if TYPE_CHECKING:
-    from .middleware import QuotaMiddleware
 
 log = logging.getLogger("quota.asgi")
 
@@ -44,48 +41,32 @@ def view_paths(views: bool | Mapping[str, str]) -> dict[str, View]:
     return out
 
 
-async def serve_view(mw: QuotaMiddleware, view: View, scope: Scope, send: Send) -> None:
+async def serve_view(gate: Gate, view: View, scope: Scope, send: Send) -> None:
     """Identify the key and answer ``view`` as JSON; nothing reaches the app."""
     try:
-        key = extract_key(scope.get("headers") or [])
-        try:
-            who = await mw.keys.lookup(key)
-        except Exception:
-            log.exception("quota: the key resolver failed")
-            raise unavailable("cannot check the API key right now", "auth_unavailable") from None
-        if who is not None and who.plan not in mw.catalog.plans:
-            raise unavailable("this account's plan is not configured", "plan_unavailable")
-        if who is None:
-            raise unknown_key()
+        who = await gate.principal(scope.get("headers") or [])
     except ApiError as error:
         if view == "validate" and error.status == 401:
-            body = {**validate(mw.catalog, None), **error.body()}
+            body = {**validate(gate.catalog, None), **error.body()}
             await send_json(send, 401, body, error.headers)
         else:
             await send_error(send, error)
         return
     if view == "validate":
-        await send_json(send, 200, validate(mw.catalog, who), await mw._peek_headers(who))
+        await send_json(send, 200, validate(gate.catalog, who), await gate.current_headers(who))
         return
-    limiter = mw.limiter
+    limiter = gate.limiter
     try:
         now = limiter.clock()
-        states = await mw._run(limiter.peek, who)
-        days = history_days(mw.catalog)
-        usage = await mw._run(limiter.usage, who, days=days) if days else None
+        states = await gate.run(limiter.peek, who)
+        days = history_days(gate.catalog)
+        usage = await gate.run(limiter.usage, who, days=days) if days else None
     except QuotaError:
         log.exception("quota: /stats failed for account %r", who.account)
         await send_error(send, unavailable("the quota service is unavailable", "quota_unavailable"))
         return
-    headers = Decision(
-        allowed=True,
-        status=200,
-        principal=who,
-        now=now,
-        states=tuple(states),
-        header_config=mw.catalog.headers,
-    ).headers()
-    await send_json(send, 200, stats_body(mw.catalog, who, now, states, usage), headers)
+    headers = render_headers(Snapshot(states, now, gate.catalog.headers))
+    await send_json(send, 200, stats_body(gate.catalog, who, now, states, usage), headers)
 
 
 __all__ = ["View", "serve_view", "view_paths"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from ..algorithms import Charge, Outcome
@@ -26,14 +25,9 @@ from .memory import MemoryBackend
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
-    from ..decision import Decision
 
 Policy = Literal["allow", "deny", "local"]
 POLICIES: tuple[str, ...] = ("allow", "deny", "local")
-
-#: What a failure-policy denial answers: the store is unavailable, not the budget spent.
-UNAVAILABLE_STATUS = 503
-UNAVAILABLE_CODE = "quota_unavailable"
 
 #: Most charges remembered as made without the store (oldest forgotten first).
 MAX_REMEMBERED = 100_000
@@ -66,20 +60,6 @@ def capacity(op: Op) -> int:
     if op.algorithm == "history" or not op.params:
         return 0
     return op.params[0]
-
-
-def store_unavailable(decision: Decision) -> Decision:
-    """A denial by the ``deny`` policy as it must read: 503, the store is unavailable (not the
-    budget spent), with the short retry of the failure policy."""
-    retry = decision.retry_after
-    when = f"; retry in {retry:.0f} s" if retry is not None else ""
-    return replace(
-        decision,
-        status=UNAVAILABLE_STATUS,
-        code=UNAVAILABLE_CODE,
-        message=f"the quota store is unavailable and limit {decision.denied_by!r} cannot be"
-        f" checked without it{when}",
-    )
 
 
 class Fallback:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..errors import ConfigError
-from .urls import MASK, redact
+from ...errors import ConfigError
+from ..urls import MASK, redact
 
 #: Defaults a limiter needs (a decision must not hang); the URL's query overrides them.
 TIMEOUTS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}

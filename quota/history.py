@@ -1,5 +1,5 @@
-"""Usage history, the catalog side: the ``[usage]`` setting, the synthetic history limits the
-planner adds to every decision, their day windows, and turning stored states into a report.
+"""Usage history, the catalog side: the synthetic history limits the planner adds to every
+decision (``[usage] history_days``), their day windows, and turning stored states into a report.
 
 The engine side is the pure algorithm ``quota.algorithms.history``: the history is written by
 the same atomic engine call as the decision, and settle/release adjust it like any limit.
@@ -10,35 +10,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Final
 
 from .algorithms import State
 from .algorithms.history import amounts
 from .backends.base import Op
-from .errors import ConfigError
+from .catalog import Catalog
 from .limit import Limit
 from .windows import calendar_window
 
-if TYPE_CHECKING:
-    from .catalog import Catalog, Principal
-    from .planner import Planner
-
 #: The algorithm of history limits; they never deny and never show in decisions or peeks.
 HISTORY: Final = "history"
-
-#: The most days a history may keep (a year and a day: daily entries stay well under 2**53).
-MAX_DAYS = 366
-
-
-class UsageConfig(BaseModel):
-    """``[usage]`` of a catalog: ``history_days`` = how many days of daily totals per meter
-    each account keeps (0 = no history)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    history_days: int = Field(default=0, ge=0, le=MAX_DAYS)
 
 
 def history_field(meter: str) -> str:
@@ -123,19 +105,3 @@ class UsageQuery:
 
     def report(self, states: Sequence[State]) -> dict[str, dict[str, int]]:
         return report(self.meters, states, self.now, self.zone, self.days)
-
-
-def usage_query(planner: Planner, who: Principal, now: int, days: int) -> UsageQuery:
-    """The history ops of ``who``'s account; ConfigError when history is off or ``days`` is
-    not 1..history_days."""
-    kept = planner.catalog.usage.history_days
-    if not kept:
-        raise ConfigError(
-            f"catalog {planner.catalog.name!r} keeps no usage history: set [usage] history_days"
-        )
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= kept:
-        raise ConfigError(f"days must be an integer from 1 to {kept} (history_days), got {days!r}")
-    plan = planner.catalog.plan(who.plan)
-    ops = tuple(planner.op(who, plan, lim, now, 0) for lim in planner.history)
-    zone = planner.catalog.zone_of(plan, planner.history[0])
-    return UsageQuery(tuple(lim.meter for lim in planner.history), ops, now, zone, days)

@@ -4,7 +4,7 @@
 -- states (its TTL follows the latest expiry written), 2 = the slot's persistent hash (balances).
 -- Stores 3 and 4 are the global slot's, passed when it shares the server (not on Cluster).
 -- After every slot's pair come the slots' usage-history hashes, one per slot, in order.
--- ARGV[1] names the command; the layouts are written by quota/backends/redis_codec.py.
+-- ARGV[1] names the command; the layouts are written by quota/backends/redis/codec.py.
 
 -- K and A are the keys and arguments of the command being run: KEYS and ARGV, or one call's
 -- share of them inside a batch.
@@ -206,6 +206,7 @@ end
 -- Record: "expires,open,linked;charge;charge...[#image!image...]", a charge being
 -- "store,field,code,params,anchor,amount,meter,remaining,reset,retry" and an image
 -- "store|field|before|after" (kept only when a later slot may have to undo this one).
+-- quota/backends/redis/codec.py reads and writes the same format (Record: secret rotation).
 local function parse_record(rec)
   local sections = split(rec, "#")
   local parts = split(sections[1], ";")

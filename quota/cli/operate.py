@@ -12,71 +12,25 @@ would read and reset names nobody writes: an exhausted account would show as unu
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from .backends.urls import redact
-from .catalog import Catalog, Principal
-from .decision import LimitState
-from .keys import ENV_SECRET, checked_secret, secret_from_env
-from .limit import Limit
-from .limiter import Limiter
-from .planner import no_cycle_start
+from ..backends.urls import redact
+from ..catalog import Catalog, Principal
+from ..keys import ENV_SECRET, checked_secret, secret_from_env
+from ..limit import Limit
+from ..limiter import Limiter
+from ..planner import no_cycle_start
+from ..states import LimitState
+from .exits import EXIT_LIMITED, EXIT_OK
 from .tables import Row, dollars, render, terminal_width
 
 MEMORY_NOTE = (
     "quota: note: memory:// keeps state only inside this process: it starts empty and is gone"
     " when the command exits. Pass --backend redis://HOST:PORT/DB to act on a gateway's store."
 )
-
-
-def add_account_arguments(parser: argparse.ArgumentParser, plan_required: bool) -> None:
-    """The options every account command shares."""
-    parser.add_argument("account", metavar="ACCOUNT", help="the account id")
-    parser.add_argument(
-        "--plan",
-        required=plan_required,
-        metavar="PLAN",
-        help="the account's plan" + ("" if plan_required else " (default: the catalog's first)"),
-    )
-    parser.add_argument("--key", metavar="KEY", help="an API key of the account (per-key limits)")
-    parser.add_argument(
-        "--cycle-start",
-        type=timestamp,
-        metavar="ISO",
-        help="billing-cycle anchor / trial start, e.g. 2026-01-31T10:00:00Z",
-    )
-    add_store_arguments(parser)
-    parser.add_argument(
-        "--secret",
-        metavar="SECRET",
-        help=f"the gateways' hashing secret (default: ${ENV_SECRET}, else the library's default);"
-        f" prefer ${ENV_SECRET}: other users of the machine can read a command line",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-
-
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--catalog", default="zylo", metavar="NAME_OR_FILE", help="catalog (default zylo)"
-    )
-    parser.add_argument(
-        "--backend", default="memory://", metavar="URL", help="storage URL (default memory://)"
-    )
-
-
-def timestamp(text: str) -> dt.datetime:
-    """An ISO 8601 time for ``--cycle-start``/``--start``; naive means UTC."""
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid time {text!r}: expected ISO 8601 like 2026-01-31T10:00:00Z"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
 def principal(args: argparse.Namespace, catalog: Catalog) -> Principal:
@@ -200,7 +154,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
             "history": history,
         }
         print(json.dumps(doc, indent=2))
-        return 1 if exhausted else 0
+        return EXIT_LIMITED if exhausted else EXIT_OK
     print(f"account {who.account!r} on plan {who.plan!r} (catalog {catalog.name!r})")
     print(states_table(states) if states else "no limits on this plan")
     if history is None:
@@ -211,7 +165,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
         print(text or "  none recorded")
     if exhausted:
         print(f"\nlimited: {', '.join(exhausted)} (nothing left)")
-    return 1 if exhausted else 0
+    return EXIT_LIMITED if exhausted else EXIT_OK
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
@@ -232,10 +186,10 @@ def cmd_reset(args: argparse.Namespace) -> int:
             "limits": None if states is None else [state_dict(s) for s in states],
         }
         print(json.dumps(doc, indent=2))
-        return 0
+        return EXIT_OK
     kept = "" if args.include_balance else "; prepaid balances kept (--include-balance zeroes them)"
     print(f"account {who.account!r}: usage reset{kept}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_top_up(args: argparse.Namespace) -> int:
@@ -247,19 +201,9 @@ def cmd_top_up(args: argparse.Namespace) -> int:
     if args.json:
         doc = {"account": who.account, "meter": meter, "added": args.amount, "balance": balance}
         print(json.dumps(doc))
-        return 0
+        return EXIT_OK
     print(
         f"account {who.account!r}: {meter} +{amount_text(meter, args.amount)},"
         f" balance {amount_text(meter, balance)}"
     )
-    return 0
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text.replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid amount {text!r}: expected an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid amount {text!r}: must be positive")
-    return value
+    return EXIT_OK

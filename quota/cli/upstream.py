@@ -1,13 +1,14 @@
 """A stand-in for an LLM provider, for ``quota serve`` and the tests: a tiny pure-ASGI app.
 
-It answers the routes of ``routes`` with their methods only (another method: 405 with
-``Allow``; an unknown path: 404), deterministically and with real ``usage`` (the bodies are
-built in ``upstream_replies``): ``/v1/chat/completions``, ``/v1/completions`` and
-``/generate`` (JSON, or SSE with ``"stream": true``), ``/v1/responses`` (JSON or SSE events),
-``/v1/embeddings``, ``/v1/images/{generations,edits,variations}``, ``/v1/moderations``,
-``/v1/web-extract``, and ``GET`` ``/v1/models``, ``/v1/models/<id>``, ``/stats``,
-``/validate``. Audio is not served (501). A request header ``X-Upstream-Status: 503`` makes
-it fail with that status (400 to 599), to try success-only counting; any other value is 400.
+It answers the routes of ``quota.asgi.routes`` with their methods only (another method: 405
+with ``Allow``; an unknown path: 404), deterministically and with real ``usage`` (the bodies
+are built in ``upstream_replies`` and ``upstream_other``): ``/v1/chat/completions``,
+``/v1/completions`` and ``/generate`` (JSON, or SSE with ``"stream": true``), ``/v1/responses``
+(JSON or SSE events), ``/v1/embeddings``, ``/v1/images/{generations,edits,variations}``,
+``/v1/moderations``, ``/v1/web-extract``, and ``GET`` ``/v1/models``, ``/v1/models/<id>``,
+``/stats``, ``/validate``. Audio is not served (501). A request header
+``X-Upstream-Status: 503`` makes it fail with that status (400 to 599), to try success-only
+counting; any other value is 400.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..asgi.responses import ApiError, bad_request, send_error, send_json
+from ..asgi.routes import Kind, allowed_methods, kind_of, route_key
+from ..asgi.types import Receive, Scope, Send, header
+from . import upstream_other as other
 from . import upstream_replies as replies
-from .responses import ApiError, bad_request, send_error, send_json
-from .routes import Kind, allowed_methods, kind_of, route_key
-from .types import Receive, Scope, Send, header
 
 DEFAULT_MODELS = ("gpt-5.5", "claude-opus-4.8", "gemini-3.1-pro-preview", "llama-3.1-8b")
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
@@ -28,10 +30,10 @@ _JSON: dict[Kind, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "chat": lambda body: replies.completion(body, chat=True),
     "generate": lambda body: replies.completion(body, chat=False),
     "responses": replies.response,
-    "embeddings": replies.embeddings,
-    "images": replies.images,
-    "moderations": replies.moderations,
-    "web_extract": replies.web_extract,
+    "embeddings": other.embeddings,
+    "images": other.images,
+    "moderations": other.moderations,
+    "web_extract": other.web_extract,
 }
 _STREAMS: dict[Kind, Callable[[dict[str, Any]], list[replies.Event]]] = {
     "chat": lambda body: replies.completion_events(body, chat=True),

@@ -1,22 +1,20 @@
-"""What the stand-in upstream answers: JSON bodies and stream events, with real ``usage``.
+"""What the stand-in upstream answers on its text routes: chat/completions, completions,
+``/generate`` and ``/responses``, as JSON bodies and stream events with real ``usage``.
 
 Pure functions of the request body (ids and timestamps aside), used by ``upstream``. A text
 reply is fixed words quoting the last input; its completion tokens are its words, cut at the
-output cap; its prompt tokens are the profile's estimate of the request.
+output cap; its prompt tokens are the profile's estimate of the request. The other routes'
+answers (embeddings, moderations, images, web-extract) are in ``upstream_other``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import struct
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .profile import estimate_prompt_tokens
+from ..asgi import estimate_prompt_tokens
 
 Json = dict[str, Any]
 #: One server-sent event: its ``event:`` name (None: a bare ``data:`` line) and its data.
@@ -25,26 +23,6 @@ Event = tuple[str | None, Json]
 _INTRO = ("This", "is", "the", "stand-in", "upstream", "of", "quota", "serve.", "You", "said:")
 #: The output caps, in the order the profile reads them.
 OUTPUT_CAPS = ("max_completion_tokens", "max_tokens", "max_new_tokens", "max_output_tokens")
-_CATEGORIES = (
-    "harassment",
-    "harassment/threatening",
-    "hate",
-    "hate/threatening",
-    "illicit",
-    "illicit/violent",
-    "self-harm",
-    "self-harm/instructions",
-    "self-harm/intent",
-    "sexual",
-    "sexual/minors",
-    "violence",
-    "violence/graphic",
-)
-#: A 1x1 transparent PNG, for ``response_format: "b64_json"``.
-_PNG = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAA"
-    "AABJRU5ErkJggg=="
-)
 
 
 class BadRequest(ValueError):
@@ -273,65 +251,3 @@ def response_events(body: Json) -> list[Event]:
         (name, {"type": name, "sequence_number": i, **data})
         for i, (name, data) in enumerate(events)
     ]
-
-
-# -- embeddings, moderations, images, web-extract --------------------------------------------
-
-
-def _inputs(body: Json) -> list[Any]:
-    """``input`` as a list of inputs: a string, a token array, or a list of either."""
-    value = body.get("input")
-    if value is None or value == "" or value == []:
-        raise BadRequest("'input' is required")
-    tokens = isinstance(value, list) and all(isinstance(v, int) for v in value)
-    return value if isinstance(value, list) and not tokens else [value]
-
-
-def embeddings(body: Json) -> Json:
-    """A small deterministic vector per input (``dimensions`` of them, default 8, at most 64;
-    base64 little-endian float32 with ``encoding_format: "base64"``), with ``usage``."""
-    dims = body.get("dimensions")
-    dims = dims if isinstance(dims, int) and not isinstance(dims, bool) and 0 < dims <= 64 else 8
-    base64_out = body.get("encoding_format") == "base64"
-    data: list[Json] = []
-    for i, item in enumerate(_inputs(body)):
-        seed = json.dumps(item, sort_keys=True).encode()
-        vector = [round(b / 127.5 - 1, 4) for b in hashlib.blake2b(seed, digest_size=dims).digest()]
-        packed = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
-        data.append(
-            {"object": "embedding", "index": i, "embedding": packed if base64_out else vector}
-        )
-    model = body.get("model") if isinstance(body.get("model"), str) else "stand-in-embedding"
-    tokens = estimate_prompt_tokens(body)
-    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-    return {"object": "list", "data": data, "model": model, "usage": usage}
-
-
-def moderations(body: Json) -> Json:
-    """A result per input, nothing flagged."""
-    result = {
-        "flagged": False,
-        "categories": dict.fromkeys(_CATEGORIES, False),
-        "category_scores": dict.fromkeys(_CATEGORIES, 0.0001),
-        "category_applied_input_types": {c: ["text"] for c in _CATEGORIES},
-    }
-    model = body.get("model") if isinstance(body.get("model"), str) else "omni-moderation-latest"
-    results = [result for _ in _inputs(body)]
-    return {"id": f"modr-{uuid.uuid4().hex[:24]}", "model": model, "results": results}
-
-
-def images(body: Json) -> Json:
-    """``n`` images (1 to 10): URLs, or a tiny PNG with ``response_format: "b64_json"``."""
-    n = body.get("n")
-    n = min(n, 10) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
-    b64 = body.get("response_format") == "b64_json"
-    data = [
-        {"b64_json": _PNG} if b64 else {"url": f"https://images.invalid/{i}.png"} for i in range(n)
-    ]
-    return {"created": int(time.time()), "data": data}
-
-
-def web_extract(body: Json) -> Json:
-    url = body.get("url")
-    page = f"Stand-in content of {url}." if isinstance(url, str) else "Stand-in content."
-    return {"url": url, "title": "Stand-in page", "content": page}

@@ -1,9 +1,10 @@
-"""``quota simulate``: Poisson traffic in virtual time through one plan of a catalog.
+"""The run behind ``quota simulate``: Poisson traffic in virtual time through one plan.
 
 A real ``Limiter`` decides every request; only the clock is simulated (it jumps from arrival to
 arrival), so an hour or a month of traffic takes as long as its decisions. Arrivals: exponential
 gaps drawn from ``random.Random(seed).expovariate(rate per second)``, rounded to the
 millisecond; the first request comes one gap after ``start``. The same seed gives the same run.
+The command around it (costs, table, plot) is ``quota.cli.simulate``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import datetime as dt
 import math
 import random
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from .catalog import Catalog, Principal
-from .errors import ConfigError
-from .limiter import Limiter
-from .rates import parse_duration_ms, parse_rate
+from ..catalog import Catalog, Principal
+from ..decision import Decision
+from ..errors import ConfigError
+from ..limiter import Limiter
+from ..rates import parse_duration_ms, parse_rate
+from ..states import LimitState
 
 #: Refuse runs that would take minutes: about this many requests at most.
 MAX_REQUESTS = 5_000_000
@@ -78,7 +81,21 @@ class LimitStats:
     remaining: int | None = None  # at the end of the run (peek)
     buckets: dict[int, list[float]] = field(default_factory=dict, repr=False)
 
+    def record(self, state: LimitState, decision: Decision, bucket: int) -> None:
+        """Count what this limit did in one decision, and sample its remaining budget."""
+        self.limit = state.limit
+        if decision.allowed:
+            self.admitted += 1
+        elif decision.denied_by == state.name:
+            self.denied += 1
+        if not state.allowed:
+            self.over += 1
+        low = self.min_remaining
+        self.min_remaining = state.remaining if low is None else min(low, state.remaining)
+        self.sample(bucket, state.remaining / state.limit if state.limit > 0 else 0.0)
+
     def sample(self, bucket: int, fraction: float) -> None:
+        """Keep the first, lowest, highest and last fraction seen in ``bucket``."""
         seen = self.buckets.get(bucket)
         if seen is None:
             self.buckets[bucket] = [fraction, fraction, fraction, fraction]
@@ -100,6 +117,8 @@ class LimitStats:
 
 @dataclass
 class Result:
+    """A whole run: its inputs, the request counts, and what each limit did."""
+
     catalog: str
     plan: str
     rate: str
@@ -113,7 +132,29 @@ class Result:
     denied_other: dict[str, int] = field(default_factory=dict)  # "model", "feature:x"
     limits: dict[str, LimitStats] = field(default_factory=dict)
 
+    def record(self, decision: Decision, bucket: int) -> None:
+        """Count one decision, on the run and on every limit of the plan it reports."""
+        self.requests += 1
+        if decision.allowed:
+            self.admitted += 1
+        else:
+            self.denied += 1
+            denied_by = decision.denied_by or "unknown"
+            if denied_by not in self.limits:  # an entitlement: "model", "feature:x"
+                self.denied_other[denied_by] = self.denied_other.get(denied_by, 0) + 1
+        for state in decision.states:
+            stats = self.limits.get(state.name)
+            if stats is not None:
+                stats.record(state, decision, bucket)
+
+    def finish(self, states: Iterable[LimitState]) -> None:
+        """Note every limit's size and remaining budget at the end of the run (a peek)."""
+        for state in states:
+            stats = self.limits[state.name]
+            stats.limit, stats.remaining = state.limit, state.remaining
+
     def as_json(self) -> dict[str, object]:
+        """The run as a JSON document (``quota simulate --json``), without the plot samples."""
         return {
             "catalog": self.catalog,
             "plan": self.plan,
@@ -153,6 +194,20 @@ class VirtualClock:
         return self.ms / 1000
 
 
+def traffic(rate: str, duration: str) -> tuple[float, int]:
+    """Arrivals per second and the span in ms; ConfigError when the run would be about more
+    than ``MAX_REQUESTS`` requests."""
+    per_second = rate_per_second(rate)
+    span = duration_ms(duration)
+    expected = per_second * span / 1000
+    if expected > MAX_REQUESTS:
+        raise ConfigError(
+            f"--rate {rate} for --duration {duration} is about {expected:,.0f} requests;"
+            f" at most {MAX_REQUESTS:,} per run"
+        )
+    return per_second, span
+
+
 def simulate(
     catalog: Catalog,
     plan: str,
@@ -167,18 +222,11 @@ def simulate(
     model: str | None = None,
     progress: Callable[[float, Result], None] | None = None,
 ) -> Result:
-    """Run the simulation; the ``Result`` holds the counts per limit and the plot samples."""
-    per_second = rate_per_second(rate)
-    span = duration_ms(duration)
-    expected = per_second * span / 1000
-    if expected > MAX_REQUESTS:
-        raise ConfigError(
-            f"--rate {rate} for --duration {duration} is about {expected:,.0f} requests;"
-            f" at most {MAX_REQUESTS:,} per run"
-        )
-    the_plan = catalog.plan(plan)
+    """Run the simulation; the ``Result`` holds the counts per limit and the plot samples.
+    ``progress`` is called about every 1% of the virtual time, and once at the end."""
+    per_second, span = traffic(rate, duration)
     result = Result(catalog.name, plan, rate, span, seed, dict(cost), start)
-    for lim in the_plan.limits:
+    for lim in catalog.plan(plan).limits:
         result.limits[lim.name] = LimitStats(lim.name, lim.meter, lim.algorithm, 0)
     clock = VirtualClock(start)
     origin = clock.ms
@@ -189,37 +237,12 @@ def simulate(
         limiter.reset(who, include_balance=True)  # a shared store may hold an earlier run
         for offset in arrivals(per_second, span, seed):
             clock.ms = origin + offset
-            d = limiter.acquire(who, cost, model=model)
-            result.requests += 1
-            if d.allowed:
-                result.admitted += 1
-            else:
-                result.denied += 1
-                denied_by = d.denied_by or "unknown"
-                if denied_by not in result.limits:
-                    result.denied_other[denied_by] = result.denied_other.get(denied_by, 0) + 1
-            bucket = offset * BUCKETS // span
-            for s in d.states:
-                stats = result.limits.get(s.name)
-                if stats is None:
-                    continue
-                stats.limit = s.limit
-                if d.allowed:
-                    stats.admitted += 1
-                elif d.denied_by == s.name:
-                    stats.denied += 1
-                if not s.allowed:
-                    stats.over += 1
-                low = stats.min_remaining
-                stats.min_remaining = s.remaining if low is None else min(low, s.remaining)
-                stats.sample(bucket, s.remaining / s.limit if s.limit > 0 else 0.0)
+            result.record(limiter.acquire(who, cost, model=model), offset * BUCKETS // span)
             if progress is not None and offset >= next_report:
                 progress(offset / span, result)
                 next_report = (offset // step + 1) * step
         clock.ms = origin + span
-        for s in limiter.peek(who):
-            stats = result.limits[s.name]
-            stats.limit, stats.remaining = s.limit, s.remaining
+        result.finish(limiter.peek(who))
     if progress is not None:
         progress(1.0, result)
     return result

@@ -5,6 +5,7 @@ uvicorn is an optional extra (``pip install 'quota[server]'``), imported only by
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -12,20 +13,18 @@ import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..asgi.identity import MAX_KEY_LENGTH
+from ..asgi.middleware import QuotaMiddleware
+from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..backends.urls import redact
 from ..catalog import Catalog, Principal
 from ..errors import ConfigError
 from ..keys import ENV_SECRET, secret_from_env
 from ..limiter import AsyncLimiter
-from .identity import MAX_KEY_LENGTH
-from .middleware import QuotaMiddleware
-from .types import ASGIApp, Receive, Scope, Send
+from ..metrics import PrometheusMetrics, with_metrics
 from .upstream import DEFAULT_MODELS, StandInUpstream
-
-if TYPE_CHECKING:
-    from ..metrics import PrometheusMetrics
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,8 +101,6 @@ class Gateway:
             upstream, limiter=limiter, resolve=self.keys.get, views=True
         )
         if metrics is not None:
-            from ..metrics import with_metrics
-
             self.app = with_metrics(self.app, metrics.registry)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -183,8 +180,6 @@ def run(
     secret, said = hashing_secret()
     observer = None
     if metrics:
-        from ..metrics import PrometheusMetrics
-
         observer = PrometheusMetrics()  # the global registry: process metrics come along
     limiter = AsyncLimiter(catalog, backend, observer=observer, secret=secret)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
@@ -195,3 +190,8 @@ def run(
     uvicorn.Server(config).run()
     sys.stdout.flush()
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``quota serve``: ``run`` with the parsed options."""
+    return run(args.catalog, args.backend, args.keys, args.host, args.port, args.metrics)

@@ -1,27 +1,31 @@
-"""The Redis engine (``redis://``, ``rediss://``, ``redis+unix://``, ``redis+sentinel://``,
-``redis+cluster://`` and the ``valkey`` spellings): every operation is one Lua script call per
-hash slot, so a decision over any number of limits is one round trip.
+"""The Redis engines, blocking and asyncio: what a limiter calls, run as ``protocol`` flows.
 
-Scripts are called by SHA; a NOSCRIPT reply (restart, failover, ``SCRIPT FLUSH``) is answered
-by EVAL of the full text, which reloads it on that node. Redis errors surface as
-``quota.BackendError``. ``clock()`` is the server's clock (local time corrected by ``TIME``,
-measured at first use and refreshed every minute), which the limiters use by default so that
-every gateway host agrees on one time.
+Every operation is one Lua script call per hash slot, so a decision over any number of limits
+is one round trip. The operations themselves are written once, in ``protocol``; each engine
+only runs them on its client (``calls.drive`` or ``calls.drive_async``). Scripts are called by
+SHA, reloaded on NOSCRIPT (``calls.evaluate``); Redis errors surface as ``quota.BackendError``.
+``clock()`` is the server's clock (local time corrected by ``TIME``, measured at first use and
+refreshed every minute), which the limiters use by default so that every gateway host agrees
+on one time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..algorithms import Charge, Outcome, State
-from ..errors import BackendError, ConfigError
-from .base import Op, Verdict
-from .redis_batch import ERRORS, Batcher, NoScriptError, backend_error, evaluate
-from .redis_codec import Arg, Layout, decode_state, script, script_sha
-from .redis_connect import async_client, parse, sync_client
-from .redis_protocol import Flow, Protocol
+from ...algorithms import Charge, Outcome, State
+from ...errors import BackendError, ConfigError
+from ..base import Op, Verdict
+from .batch import Batcher
+from .calls import ERRORS, backend_error, drive, drive_async, evaluate
+from .codec import ENGINE, Command, Layout
+from .connect import async_client, parse, sync_client
+from .protocol import Call, Protocol
+
+#: SCAN's page size when ``dump`` lists the keys.
+_SCAN_COUNT = 1000
 
 
 class ServerClock:
@@ -54,7 +58,7 @@ class ServerClock:
 
 
 class _Shared:
-    """Construction and introspection common to both flavours."""
+    """Construction common to both flavours."""
 
     def __init__(
         self,
@@ -86,25 +90,9 @@ class _Shared:
                 raise backend_error(exc) from exc
         return self._client
 
-    def _keys_of(self, ops: Sequence[Op]) -> dict[str, list[int]]:
-        """Key -> indexes of the ops whose fields it holds (read_states: one HMGET per key)."""
-        out: dict[str, list[int]] = {}
-        for i, op in enumerate(ops):
-            if op.algorithm == "history":
-                key = self.layout.history(op.slot)
-            elif op.algorithm == "balance":
-                key = self.layout.balances(op.slot)
-            else:
-                key = self.layout.states(op.slot)
-            out.setdefault(key, []).append(i)
-        return out
-
-    def _states(
-        self, key: str, values: Mapping[str, str], algorithms: Mapping[str, str]
-    ) -> Iterator[tuple[tuple[str, str], State]]:
-        slot = key[key.index("{") + 1 : key.index("}")]
-        for field, raw in values.items():
-            yield (slot, field), decode_state(algorithms[field.split("/")[0]], raw)
+    def execute(self, command: Command) -> Any:
+        """Send one command (awaitable on an asyncio client)."""
+        return self.client.execute_command(*command)
 
 
 class RedisBackend(_Shared):
@@ -133,59 +121,35 @@ class RedisBackend(_Shared):
     def _time(self) -> Any:
         return self.client.time()
 
-    def _eval(self, keys: list[str], args: list[Arg]) -> Any:
-        try:
-            try:
-                return self.client.execute_command("EVALSHA", script_sha(), len(keys), *keys, *args)
-            except NoScriptError:
-                return self.client.execute_command("EVAL", script(), len(keys), *keys, *args)
-        except ERRORS as exc:
-            raise backend_error(exc) from exc
-
-    def _run(self, flow: Flow) -> Any:
-        try:
-            call = next(flow)
-            while True:
-                call = flow.send(self._eval(*call))
-        except StopIteration as stop:
-            return stop.value
+    def _eval(self, call: Call) -> Any:
+        return drive(evaluate(ENGINE, *call), self.execute)
 
     def acquire(
         self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
     ) -> Verdict:
-        verdict: Verdict = self._run(self.protocol.acquire(now, slot, ops, request_id, ttl_ms))
-        return verdict
+        return drive(self.protocol.acquire(now, slot, ops, request_id, ttl_ms), self._eval)
 
     def settle(
         self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
     ) -> bool:
-        return bool(self._run(self.protocol.settle(now, slot, request_id, actual)))
+        return drive(self.protocol.settle(now, slot, request_id, actual), self._eval)
 
     def settle_charges(
         self, now: int, charges: Sequence[Charge], actual: Mapping[str, int] | None
     ) -> None:
-        self._run(self.protocol.settle_charges(now, charges, actual))
+        drive(self.protocol.settle_charges(now, charges, actual), self._eval)
 
     def peek(self, now: int, ops: Sequence[Op]) -> list[Outcome]:
-        outcomes: list[Outcome] = self._run(self.protocol.peek(now, ops))
-        return outcomes
+        return drive(self.protocol.peek(now, ops), self._eval)
 
     def reset(self, targets: Sequence[tuple[str, str]]) -> None:
-        self._run(self.protocol.reset(targets))
+        drive(self.protocol.reset(targets), self._eval)
 
     def top_up(self, now: int, op: Op, amount: int) -> int:
-        return int(self._run(self.protocol.top_up(now, op, amount)))
+        return drive(self.protocol.top_up(now, op, amount), self._eval)
 
     def read_states(self, ops: Sequence[Op]) -> list[State]:
-        out: list[State] = [() for _ in ops]
-        for key, idx in self._keys_of(ops).items():
-            try:
-                raw = self.client.hmget(key, [ops[i].field for i in idx])
-            except ERRORS as exc:
-                raise backend_error(exc) from exc
-            for i, value in zip(idx, raw, strict=True):
-                out[i] = decode_state(ops[i].algorithm, value or "")
-        return out
+        return drive(self.protocol.read_states(ops), self.execute)
 
     def close(self) -> None:
         if self._client is not None:
@@ -193,16 +157,13 @@ class RedisBackend(_Shared):
 
     def dump(self, algorithms: Mapping[str, str]) -> dict[tuple[str, str], State]:
         """Every stored state, decoded (tests): ``algorithms`` maps limit name -> algorithm."""
-        out: dict[tuple[str, str], State] = {}
-        for key in self.client.scan_iter(match=f"{self.layout.prefix}:{{*", count=1000):
-            if ":r:" not in key:
-                out.update(self._states(key, self.client.hgetall(key), algorithms))
-        return out
+        keys = list(self.client.scan_iter(match=self.layout.pattern(), count=_SCAN_COUNT))
+        return drive(self.protocol.dump(keys, algorithms), self.execute)
 
 
 class AsyncRedisBackend(_Shared):
     """The Redis engine for asyncio (``redis.asyncio``). Concurrent calls are coalesced into
-    pipelines (``quota.backends.redis_batch``) unless ``batch=False`` (``?batch=0``)."""
+    batches (``quota.backends.redis.batch``) unless ``batch=False`` (``?batch=0``)."""
 
     def __init__(
         self,
@@ -246,59 +207,40 @@ class AsyncRedisBackend(_Shared):
         else:
             self.server_clock.update(before, reply, time.time())
 
-    async def _eval(self, keys: list[str], args: list[Arg]) -> Any:
+    async def _eval(self, call: Call) -> Any:
         if self.server_clock.stale:
             await self.connect()
         if self.batcher is not None:
-            return await self.batcher.call(keys, args)
-        return await evaluate(self.client, keys, args)
-
-    async def _run(self, flow: Flow) -> Any:
-        try:
-            call = next(flow)
-            while True:
-                call = flow.send(await self._eval(*call))
-        except StopIteration as stop:
-            return stop.value
+            return await self.batcher.call(*call)
+        return await drive_async(evaluate(ENGINE, *call), self.execute)
 
     async def acquire(
         self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
     ) -> Verdict:
-        verdict: Verdict = await self._run(
-            self.protocol.acquire(now, slot, ops, request_id, ttl_ms)
-        )
-        return verdict
+        flow = self.protocol.acquire(now, slot, ops, request_id, ttl_ms)
+        return await drive_async(flow, self._eval)
 
     async def settle(
         self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
     ) -> bool:
-        return bool(await self._run(self.protocol.settle(now, slot, request_id, actual)))
+        return await drive_async(self.protocol.settle(now, slot, request_id, actual), self._eval)
 
     async def settle_charges(
         self, now: int, charges: Sequence[Charge], actual: Mapping[str, int] | None
     ) -> None:
-        await self._run(self.protocol.settle_charges(now, charges, actual))
+        await drive_async(self.protocol.settle_charges(now, charges, actual), self._eval)
 
     async def peek(self, now: int, ops: Sequence[Op]) -> list[Outcome]:
-        outcomes: list[Outcome] = await self._run(self.protocol.peek(now, ops))
-        return outcomes
+        return await drive_async(self.protocol.peek(now, ops), self._eval)
 
     async def reset(self, targets: Sequence[tuple[str, str]]) -> None:
-        await self._run(self.protocol.reset(targets))
+        await drive_async(self.protocol.reset(targets), self._eval)
 
     async def top_up(self, now: int, op: Op, amount: int) -> int:
-        return int(await self._run(self.protocol.top_up(now, op, amount)))
+        return await drive_async(self.protocol.top_up(now, op, amount), self._eval)
 
     async def read_states(self, ops: Sequence[Op]) -> list[State]:
-        out: list[State] = [() for _ in ops]
-        for key, idx in self._keys_of(ops).items():
-            try:
-                raw = await self.client.hmget(key, [ops[i].field for i in idx])
-            except ERRORS as exc:
-                raise backend_error(exc) from exc
-            for i, value in zip(idx, raw, strict=True):
-                out[i] = decode_state(ops[i].algorithm, value or "")
-        return out
+        return await drive_async(self.protocol.read_states(ops), self.execute)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -306,8 +248,6 @@ class AsyncRedisBackend(_Shared):
 
     async def dump(self, algorithms: Mapping[str, str]) -> dict[tuple[str, str], State]:
         """Every stored state, decoded (tests): ``algorithms`` maps limit name -> algorithm."""
-        out: dict[tuple[str, str], State] = {}
-        async for key in self.client.scan_iter(match=f"{self.layout.prefix}:{{*", count=1000):
-            if ":r:" not in key:
-                out.update(self._states(key, await self.client.hgetall(key), algorithms))
-        return out
+        found = self.client.scan_iter(match=self.layout.pattern(), count=_SCAN_COUNT)
+        keys = [key async for key in found]
+        return await drive_async(self.protocol.dump(keys, algorithms), self.execute)

@@ -7,20 +7,25 @@ the same on every run.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from .backends.urls import redact
-from .catalog import Catalog, Principal
-from .decision import Decision, LimitState, binding
-from .errors import QuotaError
-from .limiter import Limiter
+from ..backends.urls import redact
+from ..catalog import Catalog, Principal
+from ..decision import Decision
+from ..errors import QuotaError
+from ..limiter import Limiter
+from ..states import LimitState, binding
+from .exits import EXIT_OK
 from .tables import Row, Section, dollars, render
 
 START = dt.datetime(2026, 1, 15, 9, 0, tzinfo=dt.timezone.utc)
 HEADERS = ("time", "request", "plan", "decision", "status", "limit", "remaining", "retry-after")
 ALIGN = "rllllllr"
+#: One chat request of the scenes: a request and 500 tokens.
+CHAT = {"requests": 1, "tokens": 500}
 
 
 class FakeClock:
@@ -132,58 +137,51 @@ class Demo:
     # -- the script --------------------------------------------------------------------------
 
     def play(self) -> None:
-        """Every scene, in order, on one clock."""
-        chat = {"requests": 1, "tokens": 500}
+        """Every scene, in order, on one clock; a fresh account for each but the second."""
         alice = self.who("alice", "basic")
-        self.rows.append(Section("basic: 10 requests per minute, sliding window (alice)"))
-        self.call(alice, "chat #1", chat)
-        self.wait(1)
-        self.call(alice, "chat #2-#9 (1/s)", chat, times=8)
-        self.wait(1)
-        self.call(alice, "chat #10", chat)
-        self.wait(1.25)
-        denied = self.call(alice, "chat #11", chat)
-        self.wait(denied.retry_after or 0)
-        self.call(alice, "chat #11, retried", chat)
+        self.sliding_window(alice)
+        self.entitlements(alice)
+        self.shared_budget(self.who("bob", "go"))
+        self.token_settlement(self.who("carol", "go"))
+        self.prepaid_credits(self.who("dave", "go"))
+        self.unlimited(self.who("erin", "enterprise"))
+        self.daily_tokens(self.who("frank", "basic"))
 
+    def sliding_window(self, alice: Principal) -> None:
+        """alice on basic: ten requests a minute, the eleventh denied until a slot frees."""
+        self.rows.append(Section("basic: 10 requests per minute, sliding window (alice)"))
+        self.call(alice, "chat #1", CHAT)
+        self.wait(1)
+        self.call(alice, "chat #2-#9 (1/s)", CHAT, times=8)
+        self.wait(1)
+        self.call(alice, "chat #10", CHAT)
+        self.wait(1.25)
+        denied = self.call(alice, "chat #11", CHAT)
+        self.wait(denied.retry_after or 0)
+        self.call(alice, "chat #11, retried", CHAT)
+
+    def entitlements(self, alice: Principal) -> None:
+        """alice again: a premium model and a feature her plan lacks, refused before charging."""
         self.rows.append(Section("entitlements: checked before anything is charged (alice)"))
         self.wait(1)
-        self.call(alice, "gpt-5.5 (premium)", chat, model="gpt-5.5")
-        self.call(alice, "chat + tools", chat, features={"tools"})
+        self.call(alice, "gpt-5.5 (premium)", CHAT, model="gpt-5.5")
+        self.call(alice, "chat + tools", CHAT, features={"tools"})
 
-        bob = self.who("bob", "go")
+    def shared_budget(self, bob: Principal) -> None:
+        """bob on go: two tools that are aliases of one meter draw on one budget."""
         self.rows.append(Section("go: google_search + url_context share ONE 10/min budget (bob)"))
+        search = {"requests": 1, "google_search": 1}
+        context = {"requests": 1, "url_context": 1}
         self.wait(1)
-        self.call(
-            bob,
-            "google_search x5",
-            {"requests": 1, "google_search": 1},
-            features={"google_search"},
-            times=5,
-        )
+        self.call(bob, "google_search x5", search, features={"google_search"}, times=5)
         self.wait(1)
-        self.call(
-            bob,
-            "url_context x5",
-            {"requests": 1, "url_context": 1},
-            features={"url_context"},
-            times=5,
-        )
+        self.call(bob, "url_context x5", context, features={"url_context"}, times=5)
         self.wait(1)
-        self.call(
-            bob,
-            "url_context #11",
-            {"requests": 1, "url_context": 1},
-            features={"url_context"},
-        )
-        self.call(
-            bob,
-            "google_search #11",
-            {"requests": 1, "google_search": 1},
-            features={"google_search"},
-        )
+        self.call(bob, "url_context #11", context, features={"url_context"})
+        self.call(bob, "google_search #11", search, features={"google_search"})
 
-        carol = self.who("carol", "go")
+    def token_settlement(self, carol: Principal) -> None:
+        """carol on go: a reservation of prompt + max_tokens, settled to the real usage."""
         self.rows.append(
             Section("tokens: reserve prompt + max_tokens, settle to real usage (carol)")
         )
@@ -195,25 +193,25 @@ class Demo:
         self.limiter.settle(estimate, {"tokens": 1200 + 310})
         self.note(carol, "settle to 1200+310", "settled", "tpd")
 
-        dave = self.who("dave", "go")
-        price = self.catalog.price("claude-opus-4.8", 100_000, 40_000)
+    def prepaid_credits(self, dave: Principal) -> None:
+        """dave on go: $10 of credits spent on a dear model, denied, topped up, allowed."""
+        model = "claude-opus-4.8"
+        price = self.catalog.price(model, 100_000, 40_000)
         self.rows.append(
-            Section(
-                f"credits: $10 on go; claude-opus-4.8 100k in + 40k out = {dollars(price)} (dave)"
-            )
+            Section(f"credits: $10 on go; {model} 100k in + 40k out = {dollars(price)} (dave)")
         )
         opus = {"requests": 1, "tokens": 140_000, "credits": price}
-        what = "claude-opus-4.8"
         for _ in range(3):
             self.wait(1)
-            self.call(dave, what, opus, model="claude-opus-4.8", show="credits")
+            self.call(dave, model, opus, model=model, show="credits")
         self.wait(5)
         self.limiter.top_up(dave, "credits", 10_000_000)
         self.note(dave, "top_up $10.00", "top-up", "credits")
         self.wait(1)
-        self.call(dave, what, opus, model="claude-opus-4.8", show="credits")
+        self.call(dave, model, opus, model=model, show="credits")
 
-        erin = self.who("erin", "enterprise")
+    def unlimited(self, erin: Principal) -> None:
+        """erin on enterprise: a thousand calls in a second and one huge call, all allowed."""
         self.rows.append(Section("enterprise: no request or token limits at all (erin)"))
         self.wait(0.001)
         self.call(
@@ -222,7 +220,8 @@ class Demo:
         self.wait(1)
         self.call(erin, "one 2M-token call", {"requests": 1, "tokens": 2_000_000})
 
-        frank = self.who("frank", "basic")
+    def daily_tokens(self, frank: Principal) -> None:
+        """frank on basic: a calendar-day token cap, denied until the next UTC midnight."""
         self.rows.append(Section("daily tokens: 200,000/day on basic, reset at 00:00 UTC (frank)"))
         self.wait(1)
         self.call(frank, "chat, 150,000 tok", {"requests": 1, "tokens": 150_000}, show="tpd")
@@ -258,3 +257,9 @@ def run(backend: str = "memory://") -> str:
     finally:
         demo.limiter.close()
     return demo.report()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Print the demo played on ``--backend``."""
+    print(run(args.backend))
+    return EXIT_OK

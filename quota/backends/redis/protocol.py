@@ -1,27 +1,33 @@
-"""The Redis engine's operations as generators of script calls, shared by sync and async.
+"""The Redis engine's operations as flows (``calls``): generators shared by sync and async.
 
-Each flow yields ``(keys, args)`` for one script call and receives its reply, so the same
-logic drives a blocking client and an asyncio one. On one server a decision is ONE call, even
-with ``global`` limits (a plain server runs a script over any keys). On Cluster, where a script
-sees one hash slot, a decision spanning the account's slot and the global slot runs the
-ordered reserve-then-release protocol: the account's call first, then the global one; when a
-later call denies, the earlier ones are undone (their states put back exactly when nothing
-touched them since, else released), so the caller still sees one all-or-nothing decision.
+Each decision flow yields ``(keys, args)`` for one script call and receives its reply, so the
+same logic drives a blocking client and an asyncio one (and the asyncio auto-batcher). On one
+server a decision is ONE call, even with ``global`` limits (a plain server runs a script over
+any keys). On Cluster, where a script sees one hash slot, a decision spanning the account's
+slot and the global slot runs the ordered reserve-then-release protocol: the account's call
+first, then the global one; when a later call denies, the earlier ones are undone (their states
+put back exactly when nothing touched them since, else released), so the caller still sees one
+all-or-nothing decision. Reading states (``read_states``, ``dump``) yields plain commands.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Generator, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from ..algorithms import Charge, Outcome
-from ..keys import GLOBAL_SLOT
-from .base import Op, Verdict
-from .redis_codec import CODES, Arg, Group, Layout, outcomes, verdict
+from ...algorithms import Charge, Outcome, State
+from ...keys import GLOBAL_SLOT
+from ..base import Op, Verdict
+from .codec import CODES, Arg, Command, Group, Layout, decode_state, outcomes, verdict
 
+Result = TypeVar("Result")
+#: One script call: its keys and its arguments.
 Call = tuple[list[str], list[Arg]]
-Flow = Generator[Call, Any, Any]
+#: An operation as the script calls it makes, ending with its result.
+Flow = Generator[Call, Any, Result]
+#: A read as the plain commands it sends, ending with its result.
+Reads = Generator[Command, Any, Result]
 
 
 def _actual(actual: Mapping[str, int] | None) -> tuple[str, list[Arg]]:
@@ -69,7 +75,7 @@ class Protocol:
 
     def acquire(
         self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
-    ) -> Flow:
+    ) -> Flow[Verdict]:
         if not ops and request_id is None:  # nothing to charge, nothing to record
             return Verdict(True, (), ())
         planned = self.groups(slot, ops)
@@ -124,7 +130,7 @@ class Protocol:
 
     def settle(
         self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
-    ) -> Flow:
+    ) -> Flow[bool]:
         word, amounts = _actual(actual)
         group = self.groups(slot, [])[0]
         record = self.layout.record(slot, slot, request_id)
@@ -137,7 +143,7 @@ class Protocol:
 
     def settle_charges(
         self, now: int, charges: Sequence[Charge], actual: Mapping[str, int] | None
-    ) -> Flow:
+    ) -> Flow[None]:
         word, amounts = _actual(actual)
         slots = [c.slot for c in charges]
         for together in self.slot_sets(_home(slots), slots):
@@ -153,7 +159,7 @@ class Protocol:
             yield group.keys(self.layout), [*args, *amounts]
         return None
 
-    def peek(self, now: int, ops: Sequence[Op]) -> Flow:
+    def peek(self, now: int, ops: Sequence[Op]) -> Flow[list[Outcome]]:
         if not ops:
             return []
         found: dict[tuple[str, str], Outcome] = {}
@@ -163,7 +169,7 @@ class Protocol:
                 self._collect(found, group, outcomes(reply))
         return [found[(op.slot, op.field)] for op in ops]
 
-    def reset(self, targets: Sequence[tuple[str, str]]) -> Flow:
+    def reset(self, targets: Sequence[tuple[str, str]]) -> Flow[None]:
         by_slot: dict[str, list[str]] = {}
         for slot, field in targets:
             by_slot.setdefault(slot, []).append(field)
@@ -175,7 +181,34 @@ class Protocol:
             yield group.keys(self.layout), args
         return None
 
-    def top_up(self, now: int, op: Op, amount: int) -> Flow:
+    def top_up(self, now: int, op: Op, amount: int) -> Flow[int]:
         group = Group((op.slot,), (op,))
         reply = yield group.keys(self.layout), ["top_up", now, amount, *group.args()]
         return int(reply)
+
+    def read_states(self, ops: Sequence[Op]) -> Reads[list[State]]:
+        """The stored states of ``ops``, one HMGET per hash."""
+        by_hash: dict[str, list[int]] = {}
+        for i, op in enumerate(ops):
+            by_hash.setdefault(self.layout.hash_of(op.slot, op.algorithm), []).append(i)
+        out: list[State] = [() for _ in ops]
+        for key, idx in by_hash.items():
+            raw = yield ("HMGET", key, *(ops[i].field for i in idx))
+            for i, value in zip(idx, raw, strict=True):
+                out[i] = decode_state(ops[i].algorithm, value or "")
+        return out
+
+    def dump(
+        self, keys: Iterable[str], algorithms: Mapping[str, str]
+    ) -> Reads[dict[tuple[str, str], State]]:
+        """Every state the hashes among ``keys`` hold, decoded (tests): ``algorithms`` maps
+        limit name -> algorithm; reservation records are skipped."""
+        out: dict[tuple[str, str], State] = {}
+        for key in keys:
+            if self.layout.is_record(key):
+                continue
+            values: Mapping[str, str] = yield ("HGETALL", key)
+            slot = self.layout.slot_of(key)
+            for name, raw in values.items():
+                out[(slot, name)] = decode_state(algorithms[name.split("/")[0]], raw)
+        return out

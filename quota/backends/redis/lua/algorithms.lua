@@ -353,7 +353,7 @@ local function hs_expiry(state, p)
   return state[#state - 1] + (p[2] - p[3]) + (p[2] - p[1])
 end
 
--- registry: one-letter codes chosen by the Python side (quota/backends/redis_codec.py) ----
+-- registry: one-letter codes chosen by the Python side (quota/backends/redis/codec.py) ----
 -- expiry nil = never (balances live in the account's persistent hash).
 
 local ALGORITHMS = {

@@ -1,0 +1,20 @@
+"""The Redis engine (``redis://``, ``rediss://``, ``redis+unix://``, ``redis+sentinel://``,
+``redis+cluster://`` and the ``valkey`` spellings), imported when a URL names it.
+
+Its modules, from the bottom up:
+
+- ``codec``: what is sent and received (scripts, key names, arguments, replies, records), pure;
+- ``connect``: from a storage URL to a redis-py client;
+- ``calls``: flows run on a blocking or asyncio client; the one EVALSHA-then-EVAL path;
+- ``protocol``: every operation as a flow, written once for both engines;
+- ``batch``: the asyncio auto-batcher;
+- ``engine``: ``RedisBackend`` and ``AsyncRedisBackend``, exported here;
+- ``rotate``: the storage half of secret rotation (``quota.rotate``);
+- ``lua/``: every script the engine runs (``arith``, ``algorithms``, ``commands``; ``rotate``).
+"""
+
+from __future__ import annotations
+
+from .engine import AsyncRedisBackend, RedisBackend
+
+__all__ = ["AsyncRedisBackend", "RedisBackend"]

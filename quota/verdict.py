@@ -1,0 +1,213 @@
+"""From what the engine answered to the public ``Decision``: states, the binding denial, its
+message, shadow mode, the block cache's answer, and the failure policy's "store unavailable".
+
+The planner says what to ask the engine (``quota.planner``); this module says what the answer
+means to the caller. Neither does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from .algorithms import Charge, Outcome
+from .backends.base import Op, Verdict
+from .blockcache import Block
+from .catalog import Catalog, Plan, Principal
+from .decision import Decision, Reservation
+from .history import HISTORY
+from .limit import Limit
+from .planner import Forbidden, Prepared, Rule
+from .states import LimitState
+
+#: The failure policy's refusal: the store cannot be reached and a limit fails closed.
+UNAVAILABLE_STATUS = 503
+UNAVAILABLE_CODE = "quota_unavailable"
+
+Triple = tuple[Rule, Op, Outcome]
+
+
+class Verdicts:
+    """Decisions for one catalog (its header styles go on every decision)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def forbidden(self, who: Principal, now: int, lacking: Forbidden) -> Decision:
+        """The 403 of an entitlement the plan lacks (nothing was charged)."""
+        what, code, message = lacking
+        return Decision(
+            allowed=False,
+            status=403,
+            principal=who,
+            now=now / 1000,
+            denied_by=what,
+            code=code,
+            message=message,
+            header_config=self.catalog.headers,
+        )
+
+    def decision(self, prep: Prepared, verdict: Verdict) -> Decision:
+        """The public Decision for an engine verdict (replays map outcomes by field)."""
+        triples = _triples(prep, verdict)
+        states = tuple([rule_state(r, op, out) for r, op, out in triples if r.algorithm != HISTORY])
+        if verdict.allowed:
+            return self._admitted(prep, verdict, triples, states)
+        denial = self._denied(prep, verdict, states)
+        # The failure policy refused (store down, limit fails closed): 503, not the limit's.
+        return store_unavailable(denial) if verdict.source == "deny" else denial
+
+    def _admitted(
+        self,
+        prep: Prepared,
+        verdict: Verdict,
+        triples: Sequence[Triple],
+        states: tuple[LimitState, ...],
+    ) -> Decision:
+        charges: tuple[Charge, ...] = ()
+        if prep.request_id is None:  # no record kept: the handle carries the charges
+            charges = tuple(
+                [
+                    Charge(
+                        op.slot, op.field, op.meter, op.algorithm, op.params, out.anchor, op.cost
+                    )
+                    for _, op, out in triples
+                ]
+            )
+        return Decision(
+            True,
+            200,
+            prep.who,
+            prep.now / 1000,
+            states,
+            request_id=prep.request_id,
+            reservation=Reservation(prep.request_id, prep.slot, charges),
+            replayed=verdict.replayed,
+            source=verdict.source,
+            shadow_denied=prep.shadow_denied,
+            header_config=self.catalog.headers,
+        )
+
+    def _denied(self, prep: Prepared, verdict: Verdict, states: tuple[LimitState, ...]) -> Decision:
+        denying = [s for s in states if not s.allowed]
+        # The denial that binds longest: "never" beats any finite retry.
+        worst = max(denying, key=lambda s: float("inf") if s.retry_after is None else s.retry_after)
+        retry = None if any(s.retry_after is None for s in denying) else worst.retry_after
+        limit = next(r.limit for r in prep.rules if r.name == worst.name)
+        return Decision(
+            allowed=False,
+            principal=prep.who,
+            now=prep.now / 1000,
+            states=states,
+            request_id=prep.request_id,
+            header_config=self.catalog.headers,
+            status=worst.status,
+            denied_by=worst.name,
+            retry_after=retry,
+            code=worst.code,
+            message=message(prep.plan, limit, retry),
+            source=verdict.source,
+            shadow_denied=prep.shadow_denied,
+        )
+
+    def blocked(self, prep: Prepared, index: int, block: Block) -> Decision:
+        """The denial the block cache answers with: the remembered limit (the op at ``index``),
+        its retry-after counted down to ``prep.now`` (a lower bound when this cost is larger)."""
+        rule, op = prep.rules[index], prep.ops[index]
+        retry = block.until - prep.now
+        out = Outcome(False, block.remaining, max(0, block.reset_at - prep.now), retry)
+        return Decision(
+            allowed=False,
+            principal=prep.who,
+            now=prep.now / 1000,
+            states=(rule_state(rule, op, out),),
+            header_config=self.catalog.headers,
+            status=rule.status,
+            denied_by=rule.name,
+            retry_after=retry / 1000,
+            code=rule.code,
+            message=message(prep.plan, rule.limit, retry / 1000),
+            source="cache",
+        )
+
+
+def _triples(prep: Prepared, verdict: Verdict) -> list[Triple]:
+    """(rule, op, outcome) of every op the engine answered; a replay answers by field."""
+    if not verdict.replayed:
+        return list(zip(prep.rules, prep.ops, verdict.outcomes, strict=True))
+    by_field = dict(zip(verdict.fields, verdict.outcomes, strict=True))
+    return [
+        (r, op, by_field[op.field])
+        for r, op in zip(prep.rules, prep.ops, strict=True)
+        if op.field in by_field
+    ]
+
+
+def shadowed(prep: Prepared, denial: Decision, denied: tuple[str, ...]) -> Decision:
+    """Shadow mode for the whole limiter: the denial reported, the request admitted (and
+    charged nothing, so there is nothing to settle)."""
+    return dataclasses.replace(
+        denial,
+        allowed=True,
+        status=200,
+        denied_by=None,
+        retry_after=None,
+        code=None,
+        message=None,
+        reservation=Reservation(prep.request_id, prep.slot, (), open=False),
+        shadow_denied=denied,
+    )
+
+
+def store_unavailable(decision: Decision) -> Decision:
+    """A denial by the ``deny`` policy as it must read: 503, the store is unavailable (not the
+    budget spent), with the short retry of the failure policy."""
+    retry = decision.retry_after
+    when = f"; retry in {retry:.0f} s" if retry is not None else ""
+    return dataclasses.replace(
+        decision,
+        status=UNAVAILABLE_STATUS,
+        code=UNAVAILABLE_CODE,
+        message=f"the quota store is unavailable and limit {decision.denied_by!r} cannot be"
+        f" checked without it{when}",
+    )
+
+
+def rule_state(r: Rule, op: Op, out: Outcome) -> LimitState:
+    """The LimitState of one rule for one engine outcome."""
+    window = r.window
+    if r.algorithm == "calendar":
+        window = (op.params[2] - op.params[1]) / 1000
+    retry = out.retry_after
+    return LimitState(
+        r.name,
+        r.meter,
+        r.algorithm,
+        # A balance's "limit" is its grant, or more after top-ups: never below what remains.
+        max(r.capacity, out.remaining) if r.algorithm == "balance" else r.capacity,
+        out.remaining,
+        out.reset_after / 1000,
+        None if retry is None else retry / 1000,
+        window,
+        r.scope,
+        out.allowed,
+        r.status,
+        r.code,
+    )
+
+
+def message(plan: Plan, limit: Limit, retry: float | None) -> str:
+    """What a denial by ``limit`` says to the caller."""
+    if limit.message:
+        return limit.message
+    if limit.algorithm == "balance":
+        return f"out of {limit.meter} on plan {plan.name!r}: top up to continue"
+    if limit.algorithm == "concurrency":
+        text = f"too many {limit.meter} in flight (at most {limit.amount})"
+    elif limit.algorithm == "allowance":
+        text = f"the one-time allowance {limit.name!r} ({limit.amount} {limit.meter}) is over"
+    else:
+        rate = limit.rate or f"{limit.amount}/{limit.period}"
+        text = f"limit {limit.name!r} reached: {rate} {limit.meter}"
+    tail = f"; retry in {retry:.3f} s" if retry is not None else "; retrying will not help"
+    return f"{text} on plan {plan.name!r}{tail}"
