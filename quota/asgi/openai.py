@@ -37,6 +37,7 @@ from typing import Any, Literal
 from ..algorithms import MAX_SAFE
 from ..catalog import Catalog
 from .content import Media, estimate_prompt_tokens, media_parts, scan
+from .fields import check_messages, read_flag, read_integer, read_string
 from .responses import ApiError, bad_request
 from .routes import METHODS, ROUTES, Kind, allowed_methods, kind_of, model_in_path
 from .tools import NATIVE_TOOLS, ToolReader
@@ -180,15 +181,15 @@ class Classifier:
         if not isinstance(body, dict):
             raise bad_request("the request body must be a JSON object", "invalid_request_body")
         model = self._model(body, kind, path)
-        stream = _flag(body, "stream")
-        _messages(body)
+        stream = read_flag(body, "stream")
+        check_messages(body)
         features, native = self.tools.read(body)
         cost = {"requests": 1} if self._charges_request(kind) else {}
         cost.update(dict.fromkeys(native, 1))
         estimate, media = self._scan(body)
         if extra:
             media.update(extra)
-        n = _integer(body, "n", 1, MAX_N) or 1
+        n = read_integer(body, "n", 1, MAX_N) or 1
         if kind == "images":
             cost["images"] = n
             features.add("images")
@@ -221,7 +222,7 @@ class Classifier:
     def _model(self, body: dict[str, Any], kind: Kind, path: str) -> str | None:
         """The model a request names, in the body or (unknown routes) the path, as the
         catalog spells it; 400 when the two differ."""
-        named = _string(body, "model", required=kind == "chat")
+        named = read_string(body, "model", required=kind == "chat")
         in_path = model_in_path(path) if kind == "other" else None
         both = named is not None and in_path is not None
         if both and self.canonical_model(named or "") != self.canonical_model(in_path or ""):
@@ -253,7 +254,7 @@ class Classifier:
     def _reserve(self, body: dict[str, Any], n: int) -> int:
         """The output reserve: the largest cap the body names (any spelling), times ``n``."""
         given = [
-            _integer(body, name, 1, MAX_OUTPUT_TOKENS) or 0
+            read_integer(body, name, 1, MAX_OUTPUT_TOKENS) or 0
             for name in OUTPUT_FIELDS
             if name in body
         ]
@@ -264,58 +265,3 @@ class Classifier:
 
     def _gated(self, features: set[str]) -> frozenset[str]:
         return frozenset(f for f in features if self._is_named(f))
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _string(body: dict[str, Any], name: str, *, required: bool) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise bad_request(
-                f"you must provide a '{name}' parameter", "missing_required_parameter", name
-            )
-        return None
-    if not isinstance(value, str) or not 0 < len(value) <= 256:
-        raise bad_request(
-            f"'{name}' must be a string of 1 to 256 characters, got {_show(value)}",
-            "invalid_type",
-            name,
-        )
-    return value
-
-
-def _flag(body: dict[str, Any], name: str) -> bool:
-    value = body.get(name)
-    if value is not None and not isinstance(value, bool):
-        raise bad_request(f"'{name}' must be a boolean, got {_show(value)}", "invalid_type", name)
-    return bool(value)
-
-
-def _integer(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request(f"'{name}' must be an integer, got {_show(value)}", "invalid_type", name)
-    if not low <= value <= high:
-        raise bad_request(
-            f"'{name}' must be between {low} and {high}, got {_show(value)}",
-            "invalid_value",
-            name,
-        )
-    return value
-
-
-def _messages(body: dict[str, Any]) -> None:
-    """400 unless ``messages`` (when given) is an array of objects."""
-    messages = body.get("messages")
-    if messages is None:
-        return
-    if not isinstance(messages, list):
-        raise bad_request("'messages' must be an array", "invalid_type", "messages")
-    if not all(isinstance(message, dict) for message in messages):
-        raise bad_request("each message must be an object", "invalid_type", "messages")
