@@ -63,6 +63,20 @@ def uvicorn_server(app: ASGIApp) -> Iterator[str]:
         thread.join(10)
 
 
+def wait_until_listening(proc: subprocess.Popen[str], port: int, seconds: float = 20) -> None:
+    """Return once ``proc`` accepts connections on ``port``; RuntimeError when it exits first
+    or takes longer than ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("quota serve did not start") from None
+            time.sleep(0.05)  # waiting for the child process, not moving test time
+
+
 @dataclass
 class ServeProcess:
     """A `quota serve` child process: where it listens, and what it printed once stopped."""
@@ -86,15 +100,7 @@ def quota_serve(*args: str) -> Iterator[ServeProcess]:
     )
     child = ServeProcess(port, f"http://127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("quota serve did not start") from None
-                time.sleep(0.05)  # waiting for the child process, not moving test time
+        wait_until_listening(proc, port)
         yield child
     finally:
         proc.terminate()

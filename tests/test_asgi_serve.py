@@ -7,10 +7,8 @@ import asyncio
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +17,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from http_servers import AppSlot, quota_serve, uvicorn_server
+from http_servers import AppSlot, quota_serve, uvicorn_server, wait_until_listening
 
 import quota
 from quota.cli import main
@@ -228,15 +226,7 @@ def serve_child(secret: str | None, *args: str) -> Iterator[tuple[str, dict[str,
     )
     output: dict[str, str] = {}
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("quota serve did not start") from None
-                time.sleep(0.05)  # waiting for the child process, not moving test time
+        wait_until_listening(proc, port)
         yield f"http://127.0.0.1:{port}", output
     finally:
         proc.terminate()
