@@ -4,7 +4,8 @@ Starts its own redis-server on a free port, runs the scenarios (each library on 
 flushed database), prints markdown tables and the issue's targets, and stops the server.
 
     --quick         about a minute (short measurements)
-    --only NAME     one part (repeatable): one, zylo, async, blocked, floor, accuracy, memory
+    --only NAME     one part (repeatable): one, zylo, async, blocked, floor, accuracy, memory,
+                    headers
     --seconds S     measured seconds per library and scenario
 """
 
@@ -16,12 +17,12 @@ import platform
 import time
 from importlib import metadata
 
-from . import accuracy, blocked, memory, throughput
+from . import accuracy, blocked, headers, memory, throughput
 from .server import redis_server, version
 from .targets import Targets
 from .timing import Result, Settings, table
 
-PARTS = ("one", "zylo", "async", "blocked", "floor", "accuracy", "memory")
+PARTS = ("one", "zylo", "async", "blocked", "floor", "accuracy", "memory", "headers")
 TITLES = {
     "one": "1. One limit, one request at a time",
     "zylo": "2. The Zylo basic decision: four limits (rpm sliding, rpd, tpd with 500 tokens, "
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
             " 'vs quota' = the library's decisions/s divided by quota's."
         )
         if "one" in parts:
-            print_backends(TITLES["one"], throughput.one_limit(env))
+            targets.one = throughput.one_limit(env)
+            print_backends(TITLES["one"], targets.one)
         if "zylo" in parts:
             targets.zylo = throughput.zylo(env)
             print_backends(TITLES["zylo"], targets.zylo)
@@ -111,6 +113,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(text)
             except Exception as err:
                 print(f"failed: {type(err).__name__}: {err}")
+        if "headers" in parts:
+            print("\n### Response headers of the Zylo basic decision (in-process)\n")
+            text, targets.headers_us = headers.run()
+            print(text)
         if "memory" in parts:
             print("\n### Redis memory per account after a busy hour, Zylo basic\n")
             try:
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(text)
             except Exception as err:
                 print(f"failed: {type(err).__name__}: {err}")
-    print("\n### Targets (issue 5)\n")
+    print("\n### Targets (issue 14)\n")
     print(targets.render())
     print(f"\nTotal time: {time.monotonic() - started:.0f} s")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import FrozenInstanceError, dataclass, field
+from typing import Any
 
 from .algorithms import Charge
 from .catalog import HeaderConfig, Principal
@@ -28,7 +30,25 @@ class Reservation:
     open: bool = field(default=True, compare=False)
 
 
-@dataclass(frozen=True)
+#: The fields of a Decision, in order (its positional arguments, its repr and its equality).
+FIELDS = (
+    "allowed",
+    "status",
+    "principal",
+    "now",
+    "states",
+    "denied_by",
+    "retry_after",
+    "code",
+    "message",
+    "request_id",
+    "reservation",
+    "replayed",
+    "source",
+    "shadow_denied",
+)
+
+
 class Decision:
     """The answer to one ``acquire``: admitted or not, why, and the state of every limit.
 
@@ -39,13 +59,17 @@ class Decision:
     block cache: denied without a round trip), ``"local"`` (the in-process fallback engine while
     the store is unreachable), ``"allow"`` / ``"deny"`` (the failure policy, without any engine).
     ``shadow_denied`` names the shadow-mode limits that would have denied this request.
+
+    Immutable, like a frozen dataclass (``replace`` gives a changed copy), but built for the
+    hot path: the fields a decision does not set are class defaults, and ``states`` may be
+    given as a function that builds them on first read (an admitted decision whose caller
+    never looks at them never pays for them).
     """
 
     allowed: bool
     status: int
     principal: Principal
     now: float
-    states: tuple[LimitState, ...] = ()
     denied_by: str | None = None
     retry_after: float | None = None
     code: str | None = None
@@ -55,7 +79,71 @@ class Decision:
     replayed: bool = False
     source: str = "engine"
     shadow_denied: tuple[str, ...] = ()
-    header_config: HeaderConfig | None = field(default=None, repr=False, compare=False)
+    header_config: HeaderConfig | None = None
+    _states: tuple[LimitState, ...] | None = ()
+    _build: Callable[[], tuple[LimitState, ...]] | None = None
+
+    def __init__(
+        self,
+        allowed: bool,
+        status: int,
+        principal: Principal,
+        now: float,
+        states: tuple[LimitState, ...] | Callable[[], tuple[LimitState, ...]] = (),
+        **fields: Any,
+    ) -> None:
+        own = self.__dict__
+        own["allowed"] = allowed
+        own["status"] = status
+        own["principal"] = principal
+        own["now"] = now
+        if callable(states):
+            own["_states"], own["_build"] = None, states
+        elif states:
+            own["_states"] = tuple(states)
+        if fields:
+            unknown = fields.keys() - _OPTIONAL
+            if unknown:
+                raise TypeError(f"Decision got unexpected fields: {', '.join(sorted(unknown))}")
+            own.update(fields)
+
+    @property
+    def states(self) -> tuple[LimitState, ...]:
+        """The state of every limit that was evaluated (built on first read when lazy)."""
+        states = self._states
+        if states is None:
+            assert self._build is not None
+            states = self.__dict__["_states"] = self._build()
+            self.__dict__["_build"] = None
+        return states
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}: a Decision is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}: a Decision is immutable")
+
+    def replace(self, **changes: Any) -> Decision:
+        """A copy with ``changes`` (like ``dataclasses.replace``)."""
+        values = {name: getattr(self, name) for name in FIELDS}
+        values["header_config"] = self.header_config
+        values.update(changes)
+        return Decision(**values)
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS)
+        return f"Decision({inner})"
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -86,3 +174,6 @@ class Decision:
             if s.name == name:
                 return s
         raise KeyError(f"no limit named {name!r} in this decision")
+
+
+_OPTIONAL = frozenset(FIELDS[5:]) | {"header_config"}

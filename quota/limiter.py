@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -147,7 +146,7 @@ class _Base(Generic[B]):
         if self.shadow:  # dry run: nothing was charged, and nothing will be
             return shadowed(prep, decision, tuple(shadow))
         if len(shadow) < len(denying):  # an enforced limit denies too
-            return dataclasses.replace(decision, shadow_denied=tuple(shadow))
+            return decision.replace(shadow_denied=tuple(shadow))
         return self.planner.without_shadow(prep, tuple(shadow))
 
     def _forget(self, found: tuple[str, str] | Reservation | None) -> None:

@@ -7,8 +7,8 @@ means to the caller. Neither does I/O.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
+from functools import partial
 
 from .algorithms import Charge, Outcome
 from .backends.base import Op, Verdict
@@ -50,10 +50,9 @@ class Verdicts:
     def decision(self, prep: Prepared, verdict: Verdict) -> Decision:
         """The public Decision for an engine verdict (replays map outcomes by field)."""
         triples = _triples(prep, verdict)
-        states = tuple([rule_state(r, op, out) for r, op, out in triples if r.algorithm != HISTORY])
         if verdict.allowed:
-            return self._admitted(prep, verdict, triples, states)
-        denial = self._denied(prep, verdict, states)
+            return self._admitted(prep, verdict, triples)
+        denial = self._denied(prep, verdict, _states(triples))
         # The failure policy refused (store down, limit fails closed): 503, not the limit's.
         return store_unavailable(denial) if verdict.source == "deny" else denial
 
@@ -62,7 +61,6 @@ class Verdicts:
         prep: Prepared,
         verdict: Verdict,
         triples: Sequence[Triple],
-        states: tuple[LimitState, ...],
     ) -> Decision:
         charges: tuple[Charge, ...] = ()
         if prep.request_id is None:  # no record kept: the handle carries the charges
@@ -79,7 +77,7 @@ class Verdicts:
             200,
             prep.who,
             prep.now / 1000,
-            states,
+            partial(_states, triples),  # built only if the caller reads them
             request_id=prep.request_id,
             reservation=Reservation(prep.request_id, prep.slot, charges),
             replayed=verdict.replayed,
@@ -143,11 +141,15 @@ def _triples(prep: Prepared, verdict: Verdict) -> list[Triple]:
     ]
 
 
+def _states(triples: Sequence[Triple]) -> tuple[LimitState, ...]:
+    """The public states of the engine's outcomes (usage history is not one)."""
+    return tuple([rule_state(r, op, out) for r, op, out in triples if r.algorithm != HISTORY])
+
+
 def shadowed(prep: Prepared, denial: Decision, denied: tuple[str, ...]) -> Decision:
     """Shadow mode for the whole limiter: the denial reported, the request admitted (and
     charged nothing, so there is nothing to settle)."""
-    return dataclasses.replace(
-        denial,
+    return denial.replace(
         allowed=True,
         status=200,
         denied_by=None,
@@ -164,8 +166,7 @@ def store_unavailable(decision: Decision) -> Decision:
     budget spent), with the short retry of the failure policy."""
     retry = decision.retry_after
     when = f"; retry in {retry:.0f} s" if retry is not None else ""
-    return dataclasses.replace(
-        decision,
+    return decision.replace(
         status=UNAVAILABLE_STATUS,
         code=UNAVAILABLE_CODE,
         message=f"the quota store is unavailable and limit {decision.denied_by!r} cannot be"

@@ -238,3 +238,28 @@ def test_integer_headers_are_digit_strings(
             assert value.isascii() and value.isdigit(), (name, value)
     if "Retry-After" in headers:
         assert int(headers["Retry-After"]) >= 1
+
+
+STATES = st.lists(
+    st.builds(
+        state,
+        st.sampled_from(["rpm", "rpd", "tpd", "tpm", "search", "credits"]),
+        st.sampled_from(["requests", "tokens", "search"]),
+        limit=st.integers(0, 10**9),
+        remaining=st.integers(-(10**6), 10**9),
+        reset_after=st.floats(-5, 10**6, allow_nan=False),
+        window=st.none() | st.floats(0, 10**7, allow_nan=False),
+        algorithm=st.sampled_from(["sliding_window", "calendar", "concurrency", "balance"]),
+    ),
+    max_size=6,
+)
+
+
+@given(STATES, st.sampled_from([["ietf", "openai"], ["openai"], ["ietf", "legacy"], []]))
+def test_the_cached_rendering_says_what_the_full_one_says(
+    states: list[LimitState], styles: list[str]
+) -> None:
+    config = HeaderConfig(styles=styles)  # type: ignore[arg-type]
+    d = decision(*states, config=config)
+    assert d.headers() == render_headers(d, styles)  # the catalog's styles: the cached path
+    assert d.headers() == render_headers(d, styles)  # and again, from the cache
