@@ -115,7 +115,7 @@ def async_contenders(shape: Shape, url: str) -> list[Contender]:
         out.append(
             Contender(
                 "quota, batch=false",
-                f"AsyncLimiter.{note}; auto-batching off (one EVALSHA per decision)",
+                f"AsyncLimiter.{note}; auto-batching off (one FCALL per decision)",
                 quota_async(shape, f"{url}{sep}batch=false"),
             )
         )

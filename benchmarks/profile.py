@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"## redis://, {args.decisions} Zylo basic decisions\n")
         print(profile(f"redis://127.0.0.1:{port}/0", args.decisions))
         stats = admin.info("commandstats")
-        for name in ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_time"):
+        for name in ("cmdstat_fcall", "cmdstat_evalsha", "cmdstat_eval", "cmdstat_time"):
             if name in stats:
                 s = stats[name]
                 print(f"server side: {name[8:]} x{s['calls']}, {s['usec_per_call']} µs per call")

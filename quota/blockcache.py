@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from .algorithms import Outcome, Params
 from .backends.base import Op
+from .backends.planned import PlannedOps
 
 #: Algorithms whose denial is monotone until its retry-after, refunds aside.
 CACHEABLE = frozenset({"sliding_window", "token_bucket", "fixed_window", "calendar"})
@@ -43,7 +44,7 @@ class BlockCache:
     def __init__(self, max_ms: int = 60_000, size: int = 100_000) -> None:
         self.max_ms = max_ms
         self.size = size
-        self._slots: dict[str, dict[str, Block]] = {}
+        self.slots: dict[str, dict[str, Block]] = {}  # slot -> field -> its block
         self._count = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -54,11 +55,13 @@ class BlockCache:
     def check(self, now: int, ops: Sequence[Op]) -> tuple[int, Block] | None:
         """The live block that binds longest among ``ops`` with its op's index, or None (go
         to the store)."""
-        if not self._slots:
+        if not self.slots:
             return None
+        if type(ops) is PlannedOps and self.slots.keys().isdisjoint(ops.targets.slots):
+            return None  # nothing blocked in any slot these ops touch
         found: tuple[int, Block] | None = None
         for i, op in enumerate(ops):
-            fields = self._slots.get(op.slot)
+            fields = self.slots.get(op.slot)
             block = fields.get(op.field) if fields else None
             if (
                 block is None
@@ -94,26 +97,26 @@ class BlockCache:
             block = Block(until, op.cost, capacities[i], op.params, out.remaining, reset_at)
             with self._lock:
                 if self._count >= self.size:
-                    self._slots.clear()
+                    self.slots.clear()
                     self._count = 0
-                fields = self._slots.setdefault(op.slot, {})
+                fields = self.slots.setdefault(op.slot, {})
                 self._count += op.field not in fields
                 fields[op.field] = block
 
     def forget(self, slots: Iterable[str]) -> None:
         """Drop every block of these slots: something there was refunded or reset."""
-        if not self._slots:
+        if not self.slots:
             return
         with self._lock:
             for slot in slots:
-                fields = self._slots.pop(slot, None)
+                fields = self.slots.pop(slot, None)
                 if fields:
                     self._count -= len(fields)
 
     def _drop(self, slot: str, field: str) -> None:
         with self._lock:
-            fields = self._slots.get(slot)
+            fields = self.slots.get(slot)
             if fields and fields.pop(field, None) is not None:
                 self._count -= 1
                 if not fields:
-                    del self._slots[slot]
+                    del self.slots[slot]

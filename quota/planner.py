@@ -1,17 +1,15 @@
 """From a principal and a cost to engine operations.
 
 Everything an engine call needs that is not stored state lives here: plan lookup, cost
-validation, entitlements, calendar windows, storage names. What the engine answers becomes a
+validation, entitlements, calendar windows, storage names; planned once per principal, cost
+names and window (``quota.templates``), then reused. What the engine answers becomes a
 Decision in ``quota.verdict``. Limiter and AsyncLimiter share both and differ only in how they
 call their engine.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from math import gcd
 from typing import Any, TypeVar
 
 from .algorithms import Params
@@ -21,54 +19,27 @@ from .errors import ConfigError, CostError, PrincipalError
 from .history import HISTORY, DayWindows, UsageQuery, history_limits
 from .keys import DEFAULT_SECRET, GLOBAL_SLOT, account_slot, field_name
 from .limit import Limit, parse_offset_ms
+from .rules import Rule as Rule
+from .rules import rule_of
+from .templates import Prepared as Prepared
+from .templates import Template, positions
 from .windows import WindowCache, to_ms
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """What a decision needs of one limit, read once per catalog (pydantic attribute access
-    and property calls are not free on a path that runs per request)."""
-
-    limit: Limit
-    name: str
-    meter: str
-    algorithm: str
-    capacity: int
-    window: float | None
-    scope: str
-    status: int
-    code: str
-    static: Params | None  # params that depend neither on time nor on the principal
-    shadow: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A decision ready for the engine: the rules and the ops that address them."""
-
-    who: Principal
-    plan: Plan
-    rules: tuple[Rule, ...]
-    ops: tuple[Op, ...]
-    now: int
-    request_id: str | None
-    slot: str
-    shadow: frozenset[str] = frozenset()  # names of the shadow limits among ``rules``
-    shadow_denied: tuple[str, ...] = ()  # shadow limits that denied an earlier try
-
 
 #: What a plan lacks for a request: (what, code, message), e.g. ("model", "model_not_allowed", ...)
 Forbidden = tuple[str, str, str]
 
 #: Bound on each per-planner cache; cleared whole when full (costs one recomputation each).
 _CACHE_SIZE = 65_536
+#: Bound on the templates (a few KB each: a Zylo basic template with usage history and one
+#: remembered cost vector is about 5 KB).
+TEMPLATES = 16_384
 
 V = TypeVar("V")
 
 
-def _bounded(cache: dict[Any, Any], value: V) -> V:
+def _bounded(cache: dict[Any, Any], value: V, size: int | None = None) -> V:
     """``value``, after making room in ``cache`` for it (the caller stores it)."""
-    if len(cache) >= _CACHE_SIZE:
+    if len(cache) >= (_CACHE_SIZE if size is None else size):
         cache.clear()
     return value
 
@@ -88,21 +59,6 @@ def no_cycle_start(
     )
 
 
-def static_params(limit: Limit) -> Params | None:
-    """Params that depend neither on time nor on the principal; None for window algorithms."""
-    algo, amount, period = limit.algorithm, limit.amount, limit.period_ms
-    if algo == "sliding_window":
-        return (amount, period, limit.precision)
-    if algo == "token_bucket":
-        g = gcd(amount, period)
-        return (amount // g, period // g, limit.capacity)
-    if algo == "balance":
-        return (limit.grant,)
-    if algo == "concurrency":
-        return (amount, period)  # (limit, lease)
-    return None
-
-
 class Planner:
     """Catalog-side logic of the limiter (no I/O)."""
 
@@ -120,27 +76,17 @@ class Planner:
             name: tuple(self.rule(lim) for lim in (*plan.limits, *self.history))
             for name, plan in catalog.plans.items()
         }
-        # (plan, cost meters) -> the rules that apply, and the names of the shadow ones.
-        self._selected: dict[tuple[str, tuple[str, ...]], tuple[tuple[Rule, ...], frozenset[str]]]
-        self._selected = {}
+        # (plan, cost meters) -> the rules that apply.
+        self._selected: dict[tuple[str, tuple[str, ...]], tuple[Rule, ...]] = {}
         self._entitled: dict[tuple[object, ...], Forbidden | None] = {}
         self._slots: dict[str, str] = {}
+        # (principal, cost names, model, features) -> its template (see quota.templates).
+        self._templates: dict[tuple[object, ...], Template] = {}
 
-    def rule(self, lim: Limit) -> Rule:
+    @staticmethod
+    def rule(lim: Limit) -> Rule:
         """What a decision needs of one limit, read once."""
-        return Rule(
-            lim,
-            lim.name,
-            lim.meter,
-            lim.algorithm,
-            lim.capacity,
-            lim.window_seconds,
-            lim.scope,
-            lim.status,
-            lim.code,
-            static_params(lim),
-            lim.shadow,
-        )
+        return rule_of(lim)
 
     # -- addressing --------------------------------------------------------------------------
 
@@ -194,24 +140,68 @@ class Planner:
         model: str | None,
         features: Iterable[str] | None,
     ) -> Prepared | Forbidden:
-        """Ops for an acquire, or what the plan lacks (a 403 before anything is charged)."""
+        """Ops for an acquire, or what the plan lacks (a 403 before anything is charged).
+
+        The repeat case (the same principal, cost names, model and features inside the
+        windows of its template) is a template lookup and a splice of the amounts. Anything
+        the template cannot vouch for (no template yet or its windows ended, amounts that are
+        not plain ints or whose aliases add up, a request id or model that is not a plain
+        str, features that are not a frozenset) takes ``_prepare``, which checks everything."""
+        if (
+            type(cost) is dict
+            and (features is None or type(features) is frozenset)
+            and (model is None or type(model) is str)
+            and (request_id is None or (type(request_id) is str and request_id))
+        ):
+            tpl = self._templates.get((who, tuple(cost), model, features or None))
+            if tpl is not None and tpl.since <= now < tpl.until:
+                ops = tpl.planned(tuple(cost.values()))
+                if ops is not None:  # the template vouches for the amounts
+                    return Prepared(
+                        who, tpl.plan, tpl.rules, ops, now, request_id, tpl.slot, tpl.shadow,
+                        (), tpl,
+                    )  # fmt: skip
+        return self._prepare(who, cost, now, request_id, model, features)
+
+    def _prepare(
+        self,
+        who: Principal,
+        cost: Mapping[str, int],
+        now: int,
+        request_id: str | None,
+        model: str | None,
+        features: Iterable[str] | None,
+    ) -> Prepared | Forbidden:
+        """``prepare`` with every check, in order: plan, cost, request id, entitlements."""
         plan = self.catalog.plan(who.plan)
         amounts = self.catalog.canonical(cost)
         if request_id is not None and (not isinstance(request_id, str) or not request_id):
             raise CostError(f"request_id must be a non-empty string, got {request_id!r}")
-        denial = self.entitlement(plan, model, tuple(cost), features)
+        names, wanted = tuple(cost), self.wanted(model, features)
+        denial = self.entitlement(plan, model, names, wanted)
         if denial is not None:
             return denial
-        key = (plan.name, tuple(amounts))
-        selected = self._selected.get(key)
-        if selected is None:
-            rules = tuple(r for r in self._rules[plan.name] if r.meter in amounts)
-            selected = (rules, frozenset(r.name for r in rules if r.shadow))
-            self._selected[key] = _bounded(self._selected, selected)
-        rules, shadow = selected
+        key = (who, names, model, wanted)
+        tpl = self._templates.get(key)
+        if tpl is None or not tpl.since <= now < tpl.until:
+            tpl = self.template(who, plan, names, now)
+            self._templates[key] = _bounded(self._templates, tpl, TEMPLATES)
+        ops = tpl.splice(tuple(cost.values()), amounts)
+        return Prepared(who, plan, tpl.rules, ops, now, request_id, tpl.slot, tpl.shadow, (), tpl)
+
+    def template(self, who: Principal, plan: Plan, names: tuple[str, ...], now: int) -> Template:
+        """The template of ``who``'s acquires of a cost naming ``names`` (validated meters and
+        aliases) around ``now``."""
+        of = self.catalog.meter_of
+        meters = {name: of(name) for name in names}
+        key = (plan.name, tuple(dict.fromkeys(meters.values())))
+        rules = self._selected.get(key)
+        if rules is None:
+            rules = tuple(r for r in self._rules[plan.name] if r.meter in key[1])
+            self._selected[key] = _bounded(self._selected, rules)
         slot = self.account_slot(who.account)
-        ops = tuple(self.rule_op(r, who, plan, slot, now, amounts[r.meter]) for r in rules)
-        return Prepared(who, plan, rules, ops, now, request_id, slot, shadow)
+        heads = tuple(self.rule_op(r, who, plan, slot, now, 0) for r in rules)
+        return Template(plan, rules, slot, heads, positions(names, meters, rules))
 
     def account_slot(self, account: str) -> str:
         slot = self._slots.get(account)
@@ -220,20 +210,20 @@ class Planner:
             self._slots[account] = _bounded(self._slots, slot)
         return slot
 
-    def entitlement(
-        self,
-        plan: Plan,
-        model: str | None,
-        names: tuple[str, ...],
-        features: Iterable[str] | None,
-    ) -> Forbidden | None:
-        """(what, code, message) of the first entitlement ``plan`` lacks, or None."""
+    @staticmethod
+    def wanted(model: str | None, features: Iterable[str] | None) -> frozenset[str] | None:
+        """The features a request asks for (None: none), after checking its arguments."""
         if not (model is None or type(model) is str) or isinstance(features, str | bytes):
             raise CostError(f"model must be a string and features a set of names: {model!r}")
         try:
-            wanted = frozenset(features) if features else None
+            return frozenset(features) if features else None
         except TypeError:
             raise CostError(f"features must be a set of feature names, got {features!r}") from None
+
+    def entitlement(
+        self, plan: Plan, model: str | None, names: tuple[str, ...], wanted: frozenset[str] | None
+    ) -> Forbidden | None:
+        """(what, code, message) of the first entitlement ``plan`` lacks, or None."""
         key = (plan.name, model, names, wanted)
         if key in self._entitled:
             return self._entitled[key]
@@ -264,11 +254,14 @@ class Planner:
     def without_shadow(prep: Prepared, denied: tuple[str, ...]) -> Prepared:
         """``prep`` again without its shadow limits, remembering which of them denied."""
         kept = [(r, op) for r, op in zip(prep.rules, prep.ops, strict=True) if not r.shadow]
-        return dataclasses.replace(
-            prep,
-            rules=tuple(r for r, _ in kept),
-            ops=tuple(op for _, op in kept),
-            shadow=frozenset(),
+        return Prepared(
+            prep.who,
+            prep.plan,
+            tuple(r for r, _ in kept),
+            tuple(op for _, op in kept),
+            prep.now,
+            prep.request_id,
+            prep.slot,
             shadow_denied=denied,
         )
 

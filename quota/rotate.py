@@ -129,15 +129,15 @@ def _memory(
     """One account's move on the memory engine, under its lock (nothing runs meanwhile)."""
     moved = False
     with engine._lock:  # the engine's own state, under its lock
-        for (slot, name), (state, expiry) in list(engine._states.items()):
+        for slot, name in list(engine._states):
             if slot != old:
                 continue
-            del engine._states[(slot, name)]
             target = _renamed(name, renames)
             if target is None:
+                del engine._states[(slot, name)]
                 report.dropped.append(name)
                 continue
-            engine._store((new, target), state, expiry, 0)
+            engine._states.move((slot, name), (new, target))
             report.fields += 1
             moved = True
         for (slot, rid), rec in list(engine._records.items()):

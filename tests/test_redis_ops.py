@@ -17,7 +17,7 @@ from conftest import START, FakeClock, storage_url
 from servers import free_port, redis_server
 
 import quota
-from quota.backends.redis.codec import script_sha
+from quota.backends.redis.codec import LIBRARY, script_sha
 from quota.keys import DEFAULT_SECRET, account_slot
 
 ZYLO = quota.Catalog.load("zylo")
@@ -74,6 +74,11 @@ def admin(port: int) -> redis.Redis:
     return redis.Redis(port=port, decode_responses=True)
 
 
+def library_loaded(server: redis.Redis) -> bool:
+    """Whether ``server`` holds the engine's function library."""
+    return bool(server.execute_command("FUNCTION", "LIST", "LIBRARYNAME", LIBRARY.name))
+
+
 @pytest.fixture
 def url(request: pytest.FixtureRequest) -> str:
     return storage_url(request, "redis")
@@ -102,11 +107,17 @@ def test_script_flush_mid_run_reloads_for_every_operation(
             ("search", lambda: lim.acquire(p, {"google_search": 1}).allowed),
             ("reset", lambda: lim.reset(p) is None and remaining(lim, p)["rpd"] == 28_800),
         ]
+        # Acquires without a request id are FCALLs of the function library; the rest are
+        # script calls. Both are flushed before every step; what the step calls comes back.
+        uses = {"recordless": {"script", "library"}, "search": {"library"}}
         for name, step in steps:
             server.script_flush()
-            assert server.script_exists(script_sha()) == [False]
+            server.function_flush()
+            assert server.script_exists(script_sha()) == [False] and not library_loaded(server)
             assert step(), name
-            assert server.script_exists(script_sha()) == [True], name
+            loaded = {"script"} if server.script_exists(script_sha()) == [True] else set()
+            loaded |= {"library"} if library_loaded(server) else set()
+            assert loaded == uses.get(name, {"script"}), name
             clock.advance(1)
 
     async def flushed_async() -> None:
@@ -358,15 +369,16 @@ def sent(server: redis.Redis, step: Any) -> tuple[list[str], dict[str, int]]:
 
 
 def test_one_round_trip_per_decision(clock: FakeClock) -> None:
-    """A Zylo go decision over four limits (rpd, tpd, credits, search) is one EVALSHA, and so
-    is each settle, peek, top_up and reset; nothing else is sent (the clock is injected, so
-    no TIME either)."""
+    """A Zylo go decision over four limits (rpd, tpd, credits, search) is one FCALL of the
+    function library (one EVALSHA with a request id), and each settle, peek, top_up and reset
+    one EVALSHA; nothing else is sent (the clock is injected, so no TIME either)."""
     p = who("go")
     n = 25
     with redis_server() as port:
         server = admin(port)
         lim = quota.Limiter(ZYLO, f"redis://127.0.0.1:{port}/0", clock=clock)
         lim.peek(p)  # connect and load the script
+        lim.acquire(p, {"requests": 0})  # and the function library
 
         def decisions() -> None:
             for _ in range(n):
@@ -376,14 +388,14 @@ def test_one_round_trip_per_decision(clock: FakeClock) -> None:
                 clock.advance(7)  # search: 10/minute
 
         names, counts = sent(server, decisions)
-        assert names == ["evalsha"] * n
-        assert counts["evalsha"] == n
-        observer = {"evalsha", "echo", "monitor", "hello", "ping", "config|resetstat"}
+        assert names == ["fcall"] * n
+        assert counts["fcall"] == n
+        observer = {"fcall", "echo", "monitor", "hello", "ping", "config|resetstat"}
         inner = {k: v for k, v in counts.items() if k not in observer and "|" not in k}
 
         def count(step: Any) -> int:
             names, _ = sent(server, step)
-            assert set(names) <= {"evalsha"}, names
+            assert set(names) <= {"evalsha", "fcall"}, names
             return len(names)
 
         recordless = lim.acquire(p, cost("go"))
@@ -406,25 +418,26 @@ def test_one_round_trip_per_decision(clock: FakeClock) -> None:
         shared.close()
         lim.close()
     per = ", ".join(f"{k} {v / n:g}" for k, v in sorted(inner.items()))
-    print(f"\n{n} go decisions (4 limits): {n} EVALSHA sent; in the script per decision: {per}")
+    print(f"\n{n} go decisions (4 limits): {n} FCALL sent; in the function per decision: {per}")
 
 
 def test_one_round_trip_per_decision_on_cluster(
     request: pytest.FixtureRequest, redis_cluster_ports: list[int], clock: FakeClock
 ) -> None:
-    """On Cluster too: one EVALSHA per decision on the account's node, none anywhere else."""
+    """On Cluster too: one FCALL per decision on the account's node, nothing anywhere else
+    (redis-py would first ask a node for the keys of each FCALL: the engine names the node)."""
     p = who("go", "acct_rt_cluster")
     n = 10
     nodes = [admin(port) for port in redis_cluster_ports]
     with quota.Limiter(ZYLO, storage_url(request, "cluster"), clock=clock) as lim:
         lim.peek(p)
+        lim.acquire(p, {"requests": 0})  # loads the function library on every primary
         for node in nodes:
             node.config_resetstat()
         for _ in range(n):
             assert lim.acquire(p, cost("go", search=True), model="gpt-5.5").allowed
             clock.advance(7)
-        evalsha = [
-            int(node.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
-            for node in nodes
-        ]
-    assert sorted(evalsha) == [0, 0, n]
+        stats = [node.info("commandstats") for node in nodes]
+    fcall = [int(s.get("cmdstat_fcall", {}).get("calls", 0)) for s in stats]
+    assert sorted(fcall) == [0, 0, n]
+    assert not any("cmdstat_evalsha" in s or "cmdstat_command|getkeys" in s for s in stats)

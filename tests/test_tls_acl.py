@@ -22,6 +22,7 @@ from conftest import FakeClock
 from servers import make_tls_certs, redis_tls_server
 
 import quota
+from quota.backends.redis.codec import ENGINE, LIBRARY
 
 #: Store errors raise BackendError here (no failure policy answers in their place).
 RAISE = "raise"
@@ -31,8 +32,11 @@ _runs = itertools.count()
 
 #: The rights of the user the library runs as on one server (README, "Redis ACL").
 COMMANDS = [
-    "evalsha", "eval", "time", "get", "set", "hget", "hmget", "hset", "hdel", "pexpire", "pttl",
+    "evalsha", "eval", "fcall", "function|load", "time",
+    "get", "set", "hget", "hmget", "hset", "hdel", "pexpire", "pttl",
 ]  # fmt: skip
+#: Without these the acquires fall back from the function library to the script: all works.
+FUNCTIONS = ["fcall", "function|load"]
 #: Redis Cluster adds what redis-py's cluster client asks at start-up, and DEL (the undo of a
 #: decision whose global slot denied).
 CLUSTER_COMMANDS = [*COMMANDS, "del", "cluster|slots", "command"]
@@ -134,11 +138,12 @@ def test_tls_refuses_plain_text_and_unknown_certificates(tls: tuple[int, int, st
 
 def test_the_rules_cover_every_command_the_scripts_call() -> None:
     lua = resources.files("quota") / "backends" / "redis" / "lua"
-    text = "".join((lua / name).read_text() for name in ("commands.lua", "algorithms.lua"))
+    files = {*ENGINE.files, *LIBRARY.files}  # the script and the function library
+    text = "".join((lua / name).read_text() for name in files)
     called = {c.lower() for c in re.findall(r'redis\.call\("([A-Z]+)"', text)}
     # DEL serves only the Cluster undo; on one server a decision never needs it. Equality
     # both ways: when the scripts change, update COMMANDS and the ACL line in README.md.
-    documented = set(COMMANDS) - {"evalsha", "eval", "time"}
+    documented = set(COMMANDS) - {"evalsha", "eval", "time", *FUNCTIONS}
     assert called - {"del"} == documented, "update COMMANDS and README.md's ACL line"
     assert called <= set(CLUSTER_COMMANDS)
 
@@ -152,12 +157,20 @@ def refused(client: redis.Redis) -> set[str]:
     return {str(dict(zip(e[::2], e[1::2], strict=True))["object"]) for e in entries}
 
 
+def refusals(client: redis.Redis) -> int:
+    """How many commands the ACL refused (the log counts repeats of one entry)."""
+    entries = client.execute_command("ACL", "LOG")
+    return sum(int(dict(zip(e[::2], e[1::2], strict=True))["count"]) for e in entries)
+
+
 def test_acl_user_with_exactly_the_rights_runs_everything(tls: tuple[int, int, str]) -> None:
     client = admin(tls)
     client.execute_command("ACL", "SETUSER", "quota_min", *acl(COMMANDS))
     client.execute_command("ACL", "LOG", "RESET")
     client.script_flush()  # the first call must load the script through EVAL
+    client.function_flush()  # and the first acquire the library through FUNCTION LOAD
     run_all(url(tls, "quota_min"))
+    assert client.execute_command("FUNCTION", "LIST", "LIBRARYNAME", LIBRARY.name)
     with quota.Limiter(ZYLO, url(tls, "quota_min"), on_error=RAISE) as limiter:
         assert limiter.acquire(fresh(), {"requests": 1}).allowed
         assert limiter.backend.server_clock.measured  # type: ignore[attr-defined]
@@ -173,7 +186,18 @@ def test_each_right_is_needed(tls: tuple[int, int, str], missing: str) -> None:
     client.execute_command("ACL", "SETUSER", "quota_less", *rules)
     client.execute_command("ACL", "LOG", "RESET")
     client.script_flush()
+    client.function_flush()
     address = url(tls, "quota_less")
+    if missing in FUNCTIONS:  # the acquires fall back to the script (EVALSHA): all works
+        run_all(address)
+        before = refusals(client)
+        with quota.Limiter(ZYLO, address, clock=FakeClock(), on_error=RAISE) as limiter:
+            assert limiter.acquire(fresh(), {"requests": 1}).allowed
+            assert limiter.backend.functions.usable is False  # type: ignore[attr-defined]
+            assert limiter.acquire(fresh(), {"requests": 1}).allowed
+        assert refused(client) == {missing}
+        assert refusals(client) == before + 1  # refused once per client, then remembered
+        return
     if missing == "time":  # without TIME the limiter keeps working on the local clock
         with quota.Limiter(ZYLO, address, on_error=RAISE) as limiter:
             assert limiter.acquire(fresh(), {"requests": 1}).allowed

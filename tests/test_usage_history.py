@@ -299,14 +299,15 @@ def test_history_lives_in_its_own_hash_with_a_ttl(
 
 
 def test_one_round_trip_per_decision_with_history(clock: FakeClock) -> None:
-    """History is written by the decision's own script call: still one EVALSHA per acquire
-    and settle; reading a month of it is one HMGET."""
+    """History is written by the decision's own call: still one call per acquire (an FCALL of
+    the function library) and one per settle (EVALSHA); reading a month of it is one HMGET."""
     who = quota.Principal(account="acct_rt", plan="pro", key="sk-rt")
     cost, model = chat("pro", search=1, code=1)
     with redis_server() as port:
         server = admin(port)
         with quota.Limiter(ZYLO, f"redis://127.0.0.1:{port}/0", clock=clock) as lim:
             lim.peek(who)
+            lim.acquire(who, {"requests": 0})  # loads the function library
 
             def traffic() -> None:
                 for _ in range(10):
@@ -316,7 +317,7 @@ def test_one_round_trip_per_decision_with_history(clock: FakeClock) -> None:
                     clock.advance(7)
 
             names, counts = sent(server, traffic)
-            assert names == ["evalsha"] * 20
+            assert names == ["fcall", "evalsha"] * 10
             names, _ = sent(server, lambda: lim.usage(who))
             assert names == ["hmget"]
             assert lim.usage(who, days=1)[date(0)]["requests"] == 10

@@ -9,11 +9,11 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from .balance import Balance
-from .base import MAX_SAFE, Algorithm, Outcome, Params, State, ceil_div
+from .base import MAX_SAFE, Algorithm, Form, InPlace, Outcome, Params, State, ceil_div
 from .buckets import TokenBucket
 from .counters import Allowance, WindowCounter
 from .history import History
-from .logs import Concurrency, SlidingWindow
+from .logs import Concurrency, Log, SlidingWindow
 
 #: Algorithm name (as written in plan files) -> its step functions. ``fixed_window`` and
 #: ``calendar`` share one engine: they differ only in how the caller computes the window.
@@ -112,7 +112,10 @@ __all__ = [
     "Balance",
     "Charge",
     "Concurrency",
+    "Form",
     "History",
+    "InPlace",
+    "Log",
     "Outcome",
     "Params",
     "SlidingWindow",

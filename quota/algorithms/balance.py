@@ -20,6 +20,8 @@ def _balance(state: State, p: Params) -> int:
 class Balance:
     """Credits: admit while the balance covers the estimate; settle to the actual spend."""
 
+    form = None  # the flat state is the working form
+
     @staticmethod
     def acquire(state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:
         balance = _balance(state, p)

@@ -8,7 +8,7 @@ an integer below 2**53 makes Lua's doubles agree with Python to the last unit.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 State = tuple[int, ...]
 Params = tuple[int, ...]
@@ -34,7 +34,14 @@ class Outcome(NamedTuple):
 
 
 class Algorithm(Protocol):
-    """The four operations every algorithm defines."""
+    """The four operations every algorithm defines.
+
+    ``form`` is None, or (``InPlace``) the class of a mutable working form of the state that an
+    engine may keep between calls instead of the flat tuple.
+    """
+
+    @property
+    def form(self) -> type[Form] | None: ...
 
     def acquire(self, state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:
         """Admit ``cost`` or not; the new state is meaningful only when allowed."""
@@ -54,3 +61,29 @@ class Algorithm(Protocol):
 def ceil_div(a: int, b: int) -> int:
     """Ceiling of a / b for b > 0, in integers (Lua: ``-((-a) // b)`` is ``math.floor``-based)."""
     return -((-a) // b)
+
+
+class Form(Protocol):
+    """A state's mutable working form: built from the flat state, flattened back."""
+
+    def __init__(self, state: State = ()) -> None: ...
+
+    def state(self) -> State:
+        """The flat state."""
+        ...
+
+
+class InPlace(Algorithm, Protocol):
+    """An algorithm in two halves over its working form, so that an engine holding forms can
+    decide every limit of a request before changing any: ``check`` changes nothing,
+    ``commit`` charges a cost that ``check`` admitted at the same ``now``, in place, and says
+    whether anything remains stored. ``acquire`` is the two over a flat state."""
+
+    @property
+    def empty(self) -> Any:
+        """The form of no state, to check against (never committed into)."""
+        ...
+
+    def check(self, form: Any, now: int, p: Params, cost: int) -> Outcome: ...
+
+    def commit(self, form: Any, now: int, p: Params, cost: int) -> bool: ...

@@ -34,6 +34,8 @@ def _later(t: int, ms: int) -> int:
 class TokenBucket:
     """Refills continuously at rate/period; admits iff the level covers the cost."""
 
+    form = None  # the flat state is the working form
+
     @staticmethod
     def acquire(state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:
         rate, period, burst = p

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from .base import MAX_SAFE, Outcome, Params, State
 
+_outcome = tuple.__new__  # Outcome(...) without the keyword handling: the hot path builds many
+
 
 def _count(state: State, start: int) -> tuple[int, int]:
     """(window id, count) to use: a stored newer window (a clock slightly behind) wins."""
@@ -20,18 +22,21 @@ def _count(state: State, start: int) -> tuple[int, int]:
 class WindowCounter:
     """Fixed and calendar windows. Params ``(limit, start, end)``: the window holding ``now``."""
 
+    form = None  # the flat state is the working form
+
     @staticmethod
     def acquire(state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:
         limit, start, end = p
-        wid, count = _count(state, start)
-        reset = end - now if count else 0
-        if cost > limit:
-            return state, Outcome(False, max(0, limit - count), reset, None)
-        if cost > limit - count:
-            return state, Outcome(False, max(0, limit - count), reset, end - now)
+        # _count, inline (every acquire of a calendar limit runs this)
+        wid, count = state if state and state[0] >= start else (start, 0)
+        if cost > limit - count:  # denied (counts are positive: this includes cost > limit)
+            reset = end - now if count else 0
+            retry = None if cost > limit else end - now
+            return state, _outcome(Outcome, (False, max(0, limit - count), reset, retry, 0))
         count += cost
-        new: State = (wid, count) if count else ()
-        return new, Outcome(True, limit - count, end - now if count else 0, 0, wid)
+        if not count:
+            return (), _outcome(Outcome, (True, limit, 0, 0, wid))
+        return (wid, count), _outcome(Outcome, (True, limit - count, end - now, 0, wid))
 
     @staticmethod
     def settle(state: State, now: int, p: Params, anchor: int, charged: int, actual: int) -> State:
@@ -69,6 +74,8 @@ class Allowance:
     Denies before the span (until it starts), after it (for good) and once the budget is spent
     (for good): an allowance never replenishes.
     """
+
+    form = None  # the flat state is the working form
 
     @staticmethod
     def acquire(state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:

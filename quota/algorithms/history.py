@@ -45,6 +45,8 @@ def _amount(log: list[int], day: int) -> int:
 class History:
     """Daily totals of one meter. ``remaining`` of an outcome is the day's total so far."""
 
+    form = None  # the flat state is the working form
+
     @staticmethod
     def acquire(state: State, now: int, p: Params, cost: int) -> tuple[State, Outcome]:
         start, _, keep = p

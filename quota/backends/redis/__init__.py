@@ -3,14 +3,19 @@
 
 Its modules, from the bottom up:
 
-- ``codec``: what is sent and received (scripts, key names, arguments, replies, records), pure;
+- ``stored``, ``records``: how states and reservation records are spelt in Redis, pure;
+- ``codec``: what is sent and received (scripts, the function library, key names, arguments,
+  replies), pure;
 - ``connect``: from a storage URL to a redis-py client;
-- ``calls``: flows run on a blocking or asyncio client; the one EVALSHA-then-EVAL path;
+- ``calls``: flows run on a blocking or asyncio client; the one EVALSHA-then-EVAL path, and
+  FCALL of the function library with its load and its fallback to the script;
 - ``protocol``: every operation as a flow, written once for both engines;
 - ``batch``: the asyncio auto-batcher;
 - ``engine``: ``RedisBackend`` and ``AsyncRedisBackend``, exported here;
 - ``rotate``: the storage half of secret rotation (``quota.rotate``);
-- ``lua/``: every script the engine runs (``arith``, ``algorithms``, ``commands``; ``rotate``).
+- ``lua/``: every script the engine runs: ``arith``, ``algorithms``, ``states`` (stored
+  states), ``window`` (the sliding window on its stored bytes), ``core`` (the acquire), then
+  ``commands`` (the script) or ``library`` (the function library); ``rotate``.
 """
 
 from __future__ import annotations

@@ -4,9 +4,12 @@ Calls made during one turn of the event loop are queued and sent together: on on
 ONE call of the script's ``batch`` command, on Cluster as one pipeline (``transaction=False``:
 each call is its own atomic script, the pipeline only saves round trips and system calls).
 While a batch is in flight the next calls gather into the next one, so a loop with many
-requests in flight sends few network writes. A lone call goes out alone.
+requests in flight sends few network writes. A lone call goes out alone, through
+``calls.invoke`` (an acquire without a request id is an FCALL of the function library where
+the server has one).
 
-Every call is ``calls.evaluate`` (EVALSHA, EVAL on NOSCRIPT); a pipeline runs its calls' flows
+In a batch or a pipeline every call is ``calls.evaluate`` (EVALSHA, EVAL on NOSCRIPT; the
+script's ``fast`` command is the library's acquire); a pipeline runs its calls' flows
 side by side, so the calls that got NOSCRIPT are sent again, by text, in a second pipeline. On
 Cluster, redis-py's pipeline refuses its ``evalsha()`` helper, but routes
 ``execute_command("EVALSHA", ...)`` by key slot like any command: that is what is used, for
@@ -16,10 +19,11 @@ both kinds of client.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...errors import BackendError
-from .calls import ERRORS, advance, backend_error, drive_async, evaluate
+from .calls import ERRORS, Functions, advance, backend_error, drive_async, evaluate, invoke
 from .codec import ENGINE, Arg, Command
 
 #: A script call waiting in the queue: its keys, its arguments, the future of its reply.
@@ -32,8 +36,17 @@ class Batcher:
 
     SPREAD = 4  # batches a turn's calls are split into
 
-    def __init__(self, client: Any, max_batch: int = 256, scripted: bool = False) -> None:
+    def __init__(
+        self,
+        client: Any,
+        execute: Callable[[Command], Awaitable[Any]],
+        functions: Functions,
+        max_batch: int = 256,
+        scripted: bool = False,
+    ) -> None:
         self.client = client
+        self.execute = execute  # one command, as the engine sends it
+        self.functions = functions
         self.max_batch = max_batch
         # One server: a batch is ONE script call ("batch" command) instead of a pipeline of
         # calls, which spares redis-py's per-command pipeline work. Cluster: pipelines.
@@ -83,10 +96,7 @@ class Batcher:
             _settle(future, backend_error(result) if isinstance(result, BaseException) else result)
 
     async def _evaluate(self, keys: list[str], args: list[Arg]) -> Any:
-        return await drive_async(evaluate(ENGINE, keys, args), self._execute)
-
-    def _execute(self, command: Command) -> Any:
-        return self.client.execute_command(*command)
+        return await drive_async(invoke(self.functions, keys, args), self.execute)
 
     async def _scripted(self, batch: list[Queued]) -> list[Any]:
         """One script call for the whole batch; one reply (or error) per call."""

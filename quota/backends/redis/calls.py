@@ -7,7 +7,11 @@ side in pipelines, so each piece of logic is written once whatever runs it.
 
 ``evaluate`` is the one place a script is called: by SHA, then, when the server answers
 NOSCRIPT (a restart, a failover, ``SCRIPT FLUSH``), by its full text, which reloads it on that
-node. Failures of redis-py surface as ``quota.BackendError``.
+node. ``invoke`` sends the acquire of a decision without a request id (``FAST``) to the
+function library instead, where the server has it: FCALL, then, on "Function not found" (a
+restart, ``FUNCTION FLUSH``), ``FUNCTION LOAD`` and FCALL once more. Where functions are missing
+(Redis 6, an emulator) or refused (ACL), it falls back to the script for good (``Functions``
+remembers it per client). Failures of redis-py surface as ``quota.BackendError``.
 """
 
 from __future__ import annotations
@@ -18,21 +22,50 @@ from typing import Any, TypeVar
 from ...errors import BackendError, ConfigError
 
 try:
-    from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+    from redis.exceptions import (
+        ClusterDownError,
+        NoPermissionError,
+        NoScriptError,
+        OutOfMemoryError,
+        ReadOnlyError,
+        RedisClusterException,
+        RedisError,
+        ResponseError,
+        TryAgainError,
+    )
+    from redis.exceptions import (
+        ConnectionError as RedisConnectionError,
+    )
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ConfigError(
         "the Redis engine needs redis-py: install the extra with pip install 'quota[redis]'"
     ) from exc
-from .codec import Arg, Command, Script
+from .codec import ENGINE, FAST, LIBRARY, Arg, Command, Script
 
 #: What a failing server raises through redis-py (a Cluster that cannot be reached raises
 #: RedisClusterException, which is not a RedisError).
 ERRORS = (RedisError, RedisClusterException, OSError)
+#: What redis-py retries on a command it routes itself (not on one sent to a given node).
+RETRIED = (RedisConnectionError, RedisTimeoutError)
 
 Sent = TypeVar("Sent")
 Result = TypeVar("Result")
 
-__all__ = ["ERRORS", "advance", "backend_error", "drive", "drive_async", "evaluate"]
+__all__ = [
+    "ERRORS",
+    "RETRIED",
+    "Functions",
+    "advance",
+    "backend_error",
+    "drive",
+    "drive_async",
+    "evaluate",
+    "invoke",
+]
+
+#: Replies that say the server takes no writes now: the call fails, as a script call would.
+_TRANSIENT = (OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError)
 
 
 def backend_error(exc: BaseException) -> BackendError:
@@ -46,6 +79,52 @@ def evaluate(script: Script, keys: list[str], args: list[Arg]) -> Generator[Comm
         return (yield ("EVALSHA", script.sha, len(keys), *keys, *args))
     except NoScriptError:
         return (yield ("EVAL", script.text, len(keys), *keys, *args))
+
+
+class Functions:
+    """Whether this client's server runs the function library: None until a call tells."""
+
+    def __init__(self) -> None:
+        self.usable: bool | None = None
+
+
+def _refused(exc: ResponseError) -> bool:
+    """The server has no functions (Redis 6: unknown command) or the user may not call or
+    load them (ACL): a refusal that lasts."""
+    text = str(exc).lower()
+    if isinstance(exc, NoPermissionError):
+        return "'fcall'" in text or "'function" in text
+    return text.startswith(("unknown command", "unknown subcommand"))
+
+
+def _load() -> Generator[Command, Any, bool]:
+    """Load the library (REPLACE: a concurrent load of the same library is no error); False
+    when the server will not take it (then the call falls back to the script)."""
+    try:
+        yield ("FUNCTION", "LOAD", "REPLACE", LIBRARY.text)
+    except ResponseError as exc:
+        if isinstance(exc, _TRANSIENT) or str(exc).startswith("BUSY"):
+            raise
+        return False
+    return True
+
+
+def invoke(functions: Functions, keys: list[str], args: list[Arg]) -> Generator[Command, Any, Any]:
+    """One call: a ``FAST`` acquire as FCALL of the library where usable, else ``evaluate``."""
+    if args[0] != FAST or functions.usable is False:
+        return (yield from evaluate(ENGINE, keys, args))
+    fcall: Command = ("FCALL", LIBRARY.function, len(keys), *keys, *args[1:])
+    try:
+        reply = yield fcall
+    except ResponseError as exc:
+        if not _refused(exc) and "function not found" not in str(exc).lower():
+            raise
+        if _refused(exc) or not (yield from _load()):
+            functions.usable = False
+            return (yield from evaluate(ENGINE, keys, args))
+        reply = yield fcall
+    functions.usable = True
+    return reply
 
 
 def advance(flow: Generator[Sent, Any, Any], reply: Any) -> Sent:

@@ -2,9 +2,12 @@
 
 Pure (no I/O), so that the sync and async engines share it, secret rotation names keys the way
 the engine does, and tests can read stored state. The engine's script is ``lua/arith.lua`` +
-``lua/algorithms.lua`` + ``lua/commands.lua``: one SHA for every command, so a reload after
-NOSCRIPT restores everything at once. Rotation's script, ``lua/rotate.lua``, is kept apart: it
-calls commands (TYPE, HGETALL, DEL) that the engine's user does not need.
+``algorithms.lua`` + ``states.lua`` + ``core.lua`` + ``commands.lua``: one SHA for every
+command, so a reload after NOSCRIPT restores everything at once. Its function library (Redis 7
+and later) is the same files up to ``core.lua``, then ``library.lua``: the acquire of a
+decision without a request id, called by FCALL. Rotation's script, ``lua/rotate.lua``, is kept
+apart: it calls commands (TYPE, HGETALL, DEL) that the engine's user does not need. How states
+and reservation records are spelt lives in ``stored`` and ``records``.
 """
 
 from __future__ import annotations
@@ -12,29 +15,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any
 
-from ...algorithms import Outcome, State
+from ...algorithms import Outcome
 from ..base import Op, Verdict
+from .records import Record, decode_record, encode_record
+from .stored import CODES, decode_state
 
-#: Algorithm name -> the one-letter code the script dispatches on.
-CODES = {
-    "sliding_window": "s",
-    "concurrency": "c",
-    "fixed_window": "w",
-    "calendar": "w",
-    "allowance": "a",
-    "token_bucket": "t",
-    "balance": "b",
-    "history": "h",
-}
-_LOGS = {"s", "c", "h"}
+# Re-exported: state and record formats live in their own modules.
+__all__ = ["CODES", "Record", "decode_record", "decode_state", "encode_record"]
 
 Arg = str | int
+#: The command word of an acquire without a request id over one slot set: the library's
+#: function where the server runs it (``calls.invoke``), else the script's command.
+FAST = "fast"
 #: One Redis command: its name, then its arguments.
 Command = tuple[Arg, ...]
 
@@ -48,17 +46,48 @@ class Script:
         self.files = files
 
     @cached_property
-    def text(self) -> str:
+    def body(self) -> str:
         lua = resources.files(__package__) / "lua"
         return "\n".join((lua / name).read_text() for name in self.files)
+
+    @property
+    def text(self) -> str:
+        return self.body
 
     @cached_property
     def sha(self) -> str:
         return hashlib.sha1(self.text.encode()).hexdigest()
 
 
+class Library(Script):
+    """A Redis function library (``FUNCTION LOAD``) of files of ``lua/``, whose last file
+    defines ``quota_acquire``: library and function are named after the body's hash, so that
+    gateways of two versions sharing a server each call their own."""
+
+    @cached_property
+    def version(self) -> str:
+        return hashlib.sha1(self.body.encode()).hexdigest()[:16]
+
+    @property
+    def name(self) -> str:
+        return f"quota_{self.version}"
+
+    @property
+    def function(self) -> str:
+        """The name FCALL calls."""
+        return f"quota_acquire_{self.version}"
+
+    @cached_property
+    def text(self) -> str:
+        head = f"#!lua name={self.name}\n"
+        return f"{head}{self.body}\nredis.register_function('{self.function}', quota_acquire)\n"
+
+
+_SHARED = ("arith.lua", "algorithms.lua", "states.lua", "window.lua", "core.lua")
 #: Every command a decision runs (acquire, settle, undo, peek, reset, top-up, batch).
-ENGINE = Script("arith.lua", "algorithms.lua", "commands.lua")
+ENGINE = Script(*_SHARED, "commands.lua")
+#: The acquire of a decision without a request id, as a function (Redis 7 and later).
+LIBRARY = Library(*_SHARED, "library.lua")
 #: Secret rotation's snapshot and compare-and-delete (``quota.backends.redis.rotate``).
 ROTATE = Script("rotate.lua")
 
@@ -151,28 +180,51 @@ class Group:
     ops: tuple[Op, ...]
 
     def keys(self, layout: Layout, record: str | None = None) -> list[str]:
-        out = [record or layout.states(self.slots[0])]
-        for slot in self.slots:
-            out += (layout.states(slot), layout.balances(slot))
-        return out + [layout.history(slot) for slot in self.slots]  # after every slot's pair
+        out = list(_keys(layout, self.slots))
+        if record is not None:
+            out[0] = record
+        return out
 
     def store(self, slot: str, algorithm: str) -> int:
         if algorithm == "history":
             return 2 * len(self.slots) + self.slots.index(slot) + 1
         return 2 * self.slots.index(slot) + (2 if algorithm == "balance" else 1)
 
-    def args(self, zero_cost: bool = False) -> list[Arg]:
+    def args(self, meters: bool = True) -> list[Arg]:
+        """The ops as ``lua/core.lua`` reads them: their count, then per op its store, field,
+        code, three params ("" for an absent one), cost and (``meters``) meter."""
         out: list[Arg] = [len(self.ops)]
         for op in self.ops:
-            out += (
-                self.store(op.slot, op.algorithm),
-                op.field,
-                CODES[op.algorithm],
-                ":".join(map(str, op.params)),
-                0 if zero_cost else op.cost,
-                op.meter,
-            )
+            params: tuple[Arg, ...] = (*op.params, "", "", "")
+            out += (self.store(op.slot, op.algorithm), op.field, CODES[op.algorithm], *params[:3])
+            out += (op.cost, op.meter) if meters else (op.cost,)
         return out
+
+    def fast(self, layout: Layout) -> tuple[list[str], list[Arg]]:
+        """The keys and arguments of the ``FAST`` acquire: no record, no meters, the keys up
+        to the last store an op uses (``args(meters=False)``, written out: the hot path)."""
+        out: list[Arg] = [len(self.ops)]
+        last = 0
+        for op in self.ops:
+            store = self.store(op.slot, op.algorithm)
+            last = store if store > last else last
+            params = op.params
+            out += (store, op.field, CODES[op.algorithm], *params, *_PAD[len(params)], op.cost)
+        return list(_keys(layout, self.slots)[: last + 1]), out
+
+
+#: "" params after a shorter list of them: every op sends three.
+_PAD: tuple[tuple[str, ...], ...] = (("", "", ""), ("", ""), ("",), ())
+
+
+@lru_cache(maxsize=4096)
+def _keys(layout: Layout, slots: tuple[str, ...]) -> tuple[str, ...]:
+    """A call's keys: the record's place (the first store), then per slot its windowed and
+    balances hashes, then per slot its usage history."""
+    out = [layout.states(slots[0])]
+    for slot in slots:
+        out += (layout.states(slot), layout.balances(slot))
+    return (*out, *(layout.history(slot) for slot in slots))  # after every slot's pair
 
 
 def outcomes(reply: Sequence[Any], start: int = 0) -> list[tuple[str, Outcome]]:
@@ -192,102 +244,16 @@ def outcomes(reply: Sequence[Any], start: int = 0) -> list[tuple[str, Outcome]]:
     return out
 
 
-def verdict(reply: Sequence[Any]) -> Verdict:
-    """An acquire reply: ``allowed, replayed`` then one sextuple per op."""
-    pairs = outcomes(reply, 2)
-    return Verdict(
-        bool(reply[0]),
-        tuple(o for _, o in pairs),
-        tuple(f for f, _ in pairs),
-        replayed=bool(reply[1]),
+def verdict(reply: Sequence[Any], fields: Sequence[str]) -> Verdict:
+    """An acquire reply: ``allowed, replayed``, then a replay's sextuples (the fields it
+    recorded), or ``allowed, remaining, reset, retry, anchor`` for each of ``fields``."""
+    if reply[1]:
+        pairs = outcomes(reply, 2)
+        outs = tuple(o for _, o in pairs)
+        return Verdict(True, outs, tuple(f for f, _ in pairs), replayed=True)
+    r = reply  # integers, as Redis replies them
+    outs = tuple(
+        Outcome(r[i] == 1, r[i + 1], r[i + 2], None if r[i + 3] < 0 else r[i + 3], r[i + 4])
+        for i in range(2, len(r), 5)
     )
-
-
-def _unb36(text: str) -> int:
-    return -int(text[1:], 36) if text.startswith("-") else int(text, 36)
-
-
-def decode_state(algorithm: str, raw: str) -> State:
-    """A stored state as the Python functions hold it (the inverse of the script's encode)."""
-    if not raw:
-        return ()
-    if CODES[algorithm] not in _LOGS:
-        return tuple(int(x) for x in raw.split(","))
-    out: list[int] = []
-    prev = 0
-    for part in raw.split(","):
-        t, _, amount = part.partition(":")
-        prev += _unb36(t)
-        out += (prev, _unb36(amount) if amount else 1)
-    return tuple(out)
-
-
-class RecordedCharge(NamedTuple):
-    """One charge of a reservation record, its numbers kept as the script wrote them."""
-
-    store: str
-    field: str
-    code: str
-    params: str
-    anchor: str
-    amount: str
-    meter: str
-    remaining: str
-    reset: str
-    retry: str
-
-
-class UndoImage(NamedTuple):
-    """A state before and after an acquire, kept to undo it exactly (Cluster, linked calls)."""
-
-    store: str
-    field: str
-    before: str
-    after: str
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A reservation record, as ``lua/commands.lua`` writes it (see ``parse_record`` there):
-    ``expires,open,linked;charge;charge...[#image!image...]``, a charge's ten values joined by
-    ``,`` and an image's four by ``|``. ``images`` is None when the record has no ``#`` part.
-
-    Limit, meter and key-hash names hold none of ``,;#!|`` (``quota.limit.NAME``, URL-safe
-    base64) and encoded states none but ``,``, so ``encode_record(decode_record(raw)) == raw``.
-    """
-
-    expires: str
-    open: str
-    linked: str
-    charges: tuple[RecordedCharge, ...]
-    images: tuple[UndoImage, ...] | None
-
-    def renamed(self, rename: Callable[[str], str]) -> Record:
-        """The record with ``rename`` applied to the field of every charge and image."""
-        charges = tuple(c._replace(field=rename(c.field)) for c in self.charges)
-        images = self.images
-        if images is not None:
-            images = tuple(i._replace(field=rename(i.field)) for i in images)
-        return Record(self.expires, self.open, self.linked, charges, images)
-
-
-def decode_record(raw: str) -> Record:
-    """A stored reservation record; ValueError when ``raw`` is not one."""
-    main, hashed, undo = raw.partition("#")
-    head, *charges = main.split(";")
-    expires, is_open, linked = head.split(",")
-    try:
-        decoded = tuple(RecordedCharge(*c.split(",")) for c in charges)
-        images = tuple(UndoImage(*i.split("|")) for i in undo.split("!")) if undo else ()
-    except TypeError as exc:  # a charge or an image with the wrong number of values
-        raise ValueError(f"not a reservation record: {raw!r}") from exc
-    return Record(expires, is_open, linked, decoded, images if hashed else None)
-
-
-def encode_record(record: Record) -> str:
-    """The stored spelling of ``record`` (the inverse of ``decode_record``)."""
-    head = ",".join((record.expires, record.open, record.linked))
-    out = ";".join([head, *(",".join(c) for c in record.charges)])
-    if record.images is not None:
-        out += "#" + "!".join("|".join(i) for i in record.images)
-    return out
+    return Verdict(r[0] == 1, outs, tuple(fields))

@@ -3,7 +3,9 @@
 Every operation is one Lua script call per hash slot, so a decision over any number of limits
 is one round trip. The operations themselves are written once, in ``protocol``; each engine
 only runs them on its client (``calls.drive`` or ``calls.drive_async``). Scripts are called by
-SHA, reloaded on NOSCRIPT (``calls.evaluate``); Redis errors surface as ``quota.BackendError``.
+SHA, reloaded on NOSCRIPT; the acquire of a decision without a request id is an FCALL of the
+function library where the server has one, loaded when missing (``calls.invoke``). Redis
+errors surface as ``quota.BackendError``.
 ``clock()`` is the server's clock (local time corrected by ``TIME``, measured at first use and
 refreshed every minute), which the limiters use by default so that every gateway host agrees
 on one time.
@@ -19,13 +21,15 @@ from ...algorithms import Charge, Outcome, State
 from ...errors import BackendError, ConfigError
 from ..base import Op, Verdict
 from .batch import Batcher
-from .calls import ERRORS, backend_error, drive, drive_async, evaluate
-from .codec import ENGINE, Command, Layout
+from .calls import ERRORS, RETRIED, Functions, backend_error, drive, drive_async, invoke
+from .codec import Command, Layout, verdict
 from .connect import async_client, parse, sync_client
 from .protocol import Call, Protocol
 
 #: SCAN's page size when ``dump`` lists the keys.
 _SCAN_COUNT = 1000
+#: redis-py's Cluster target for every primary.
+_PRIMARIES = "primaries"
 
 
 class ServerClock:
@@ -76,6 +80,7 @@ class _Shared:
         self.layout = Layout(prefix)
         self.protocol = Protocol(self.layout, cluster)
         self.server_clock = ServerClock()
+        self.functions = Functions()  # whether FCALL of the library serves this client
 
     @property
     def client(self) -> Any:
@@ -90,9 +95,19 @@ class _Shared:
                 raise backend_error(exc) from exc
         return self._client
 
-    def execute(self, command: Command) -> Any:
-        """Send one command (awaitable on an asyncio client)."""
-        return self.client.execute_command(*command)
+    def route(self, command: Command) -> tuple[Command, Any]:
+        """The command as sent, and where it goes on Cluster when the engine says so (else
+        None: redis-py routes it): FCALL to the node of its first key (redis-py would ask a
+        node for the keys of every FCALL first; None without a slot map), FUNCTION LOAD to
+        every primary (named in one word, which redis-py's asyncio Cluster client needs)."""
+        if not self.cluster or command[0] not in ("FCALL", "FUNCTION"):
+            return command, None
+        if command[0] == "FUNCTION":
+            return (f"{command[0]} {command[1]}", *command[2:]), _PRIMARIES
+        try:
+            return command, self.client.get_node_from_key(command[3])
+        except ERRORS:
+            return command, None
 
 
 class RedisBackend(_Shared):
@@ -121,12 +136,26 @@ class RedisBackend(_Shared):
     def _time(self) -> Any:
         return self.client.time()
 
+    def execute(self, command: Command) -> Any:
+        """Send one command (on Cluster, where ``route`` says)."""
+        command, target = self.route(command)
+        if target is not None:
+            try:
+                return self.client.execute_command(*command, target_nodes=target)
+            except RETRIED:  # an FCALL sent again untargeted: redis-py retries it
+                if target == _PRIMARIES:
+                    raise
+        return self.client.execute_command(*command)
+
     def _eval(self, call: Call) -> Any:
-        return drive(evaluate(ENGINE, *call), self.execute)
+        return drive(invoke(self.functions, *call), self.execute)
 
     def acquire(
         self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
     ) -> Verdict:
+        fast = self.protocol.fast(now, slot, ops, request_id)
+        if fast is not None:  # the hot path: one call, no flow around it
+            return verdict(self._eval(fast[0]), fast[1])
         return drive(self.protocol.acquire(now, slot, ops, request_id, ttl_ms), self._eval)
 
     def settle(
@@ -181,7 +210,9 @@ class AsyncRedisBackend(_Shared):
     @property
     def batcher(self) -> Batcher | None:
         if self._batcher is None and self.batch:
-            self._batcher = Batcher(self.client, scripted=not self.cluster)
+            self._batcher = Batcher(
+                self.client, self.execute, self.functions, scripted=not self.cluster
+            )
         return self._batcher
 
     @classmethod
@@ -196,6 +227,17 @@ class AsyncRedisBackend(_Shared):
 
     def clock(self) -> float:
         return self.server_clock()
+
+    async def execute(self, command: Command) -> Any:
+        """Send one command (on Cluster, where ``route`` says)."""
+        command, target = self.route(command)
+        if target is not None:
+            try:
+                return await self.client.execute_command(*command, target_nodes=target)
+            except RETRIED:  # an FCALL sent again untargeted: redis-py retries it
+                if target == _PRIMARIES:
+                    raise
+        return await self.client.execute_command(*command)
 
     async def connect(self) -> None:
         """Measure the server's clock now (otherwise done by the first operation)."""
@@ -212,11 +254,14 @@ class AsyncRedisBackend(_Shared):
             await self.connect()
         if self.batcher is not None:
             return await self.batcher.call(*call)
-        return await drive_async(evaluate(ENGINE, *call), self.execute)
+        return await drive_async(invoke(self.functions, *call), self.execute)
 
     async def acquire(
         self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
     ) -> Verdict:
+        fast = self.protocol.fast(now, slot, ops, request_id)
+        if fast is not None:  # the hot path: one call, no flow around it
+            return verdict(await self._eval(fast[0]), fast[1])
         flow = self.protocol.acquire(now, slot, ops, request_id, ttl_ms)
         return await drive_async(flow, self._eval)
 

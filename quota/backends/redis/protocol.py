@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from ...algorithms import Charge, Outcome, State
 from ...keys import GLOBAL_SLOT
 from ..base import Op, Verdict
-from .codec import CODES, Arg, Command, Group, Layout, decode_state, outcomes, verdict
+from .codec import CODES, FAST, Arg, Command, Group, Layout, decode_state, outcomes, verdict
 
 Result = TypeVar("Result")
 #: One script call: its keys and its arguments.
@@ -73,50 +73,100 @@ class Protocol:
             return None
         return self.layout.record(group.slots[0], slot, request_id)
 
+    def fast(
+        self, now: int, slot: str, ops: Sequence[Op], request_id: str | None
+    ) -> tuple[Call, list[str]] | None:
+        """The one call of an acquire that records nothing and spans one call's slots (the
+        library's function serves it, or the script's ``FAST``), with the fields its reply
+        answers for; None for any other acquire (``acquire`` plans it)."""
+        if request_id is not None or not ops:
+            return None
+        planned = self.groups(slot, ops)
+        if len(planned) != 1:
+            return None
+        keys, args = planned[0].fast(self.layout)
+        return (keys, [FAST, now, *args]), [op.field for op in ops]
+
     def acquire(
         self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
     ) -> Flow[Verdict]:
         if not ops and request_id is None:  # nothing to charge, nothing to record
             return Verdict(True, (), ())
+        fast = self.fast(now, slot, ops, request_id)
+        if fast is not None:
+            return verdict((yield fast[0]), fast[1])
         planned = self.groups(slot, ops)
-        # No op (an unlimited plan) still records the reservation, in the account's slot.
-        groups = [g for g in planned if g.ops] or planned[:1]
+        # Slots without ops are skipped, but for the account's when there is a request id: a
+        # replay finds the decision there (and an unlimited plan records its reservation).
+        groups = [g for g in planned[1:] if g.ops]
+        if planned[0].ops or request_id is not None:
+            groups.insert(0, planned[0])
         if request_id is None and len(groups) > 1:
             # A later slot may deny: the earlier ones need a record to be undone exactly.
             request_id = f"~{uuid.uuid4().hex}"
-        ttl = ttl_ms if request_id is not None else 0
+        return (yield from self._acquire_each(now, slot, ops, groups, request_id, ttl_ms))
+
+    def _acquire_each(
+        self,
+        now: int,
+        slot: str,
+        ops: Sequence[Op],
+        groups: list[Group],
+        request_id: str | None,
+        ttl_ms: int,
+    ) -> Flow[Verdict]:
+        """Acquire ``groups`` one call each (records when ``request_id``), undoing the earlier
+        calls when a later one denies (the ordered reserve-then-release protocol)."""
         found: dict[tuple[str, str], Outcome] = {}
         replays: list[tuple[str, Outcome]] = []
         done: list[tuple[Group, str | None]] = []
         for i, group in enumerate(groups):
             record = self._record(group, slot, request_id)
-            linked = "1" if i + 1 < len(groups) else ""
-            reply = yield (
-                group.keys(self.layout, record),
-                ["acquire", now, ttl, linked, *group.args()],
-            )
-            v = verdict(reply)
+            if record is None:  # one call, nothing to record: the library's function
+                keys, fast = group.fast(self.layout)
+                reply = yield keys, [FAST, now, *fast]
+            else:
+                linked = "1" if i + 1 < len(groups) else ""
+                args: list[Arg] = ["acquire", now, ttl_ms, linked, *group.args()]
+                reply = yield group.keys(self.layout, record), args
+            v = verdict(reply, [op.field for op in group.ops])
             pairs = list(zip(v.fields, v.outcomes, strict=True))
             if v.replayed:  # the stored decision, whatever the ops are now
                 replays += pairs
+                if i == 0:  # the later slots' parts of it, charging nothing
+                    for later in groups[1:]:
+                        keys = later.keys(self.layout, self._record(later, slot, request_id))
+                        part = verdict((yield keys, ["replay", now]), ())
+                        replays += zip(part.fields, part.outcomes, strict=True)
+                    break
                 continue
             self._collect(found, group, pairs)
             if not v.allowed:
-                for earlier, rec in done:
-                    back = yield earlier.keys(self.layout, rec), ["undo", now, *earlier.args()]
-                    self._collect(found, earlier, outcomes(back))
-                for later in groups[i + 1 :]:
-                    seen = yield later.keys(self.layout), ["peek", now, 1, *later.args()]
-                    self._collect(found, later, outcomes(seen))
+                yield from self._back_out(now, found, groups[i + 1 :], done)
                 ordered = tuple(found[(op.slot, op.field)] for op in ops)
                 return Verdict(False, ordered, tuple(op.field for op in ops))
             done.append((group, record))
         if replays:
-            return Verdict(
-                True, tuple(o for _, o in replays), tuple(f for f, _ in replays), replayed=True
-            )
+            outs, fields = tuple(o for _, o in replays), tuple(f for f, _ in replays)
+            return Verdict(True, outs, fields, replayed=True)
         ordered = tuple(found[(op.slot, op.field)] for op in ops)
         return Verdict(True, ordered, tuple(op.field for op in ops))
+
+    def _back_out(
+        self,
+        now: int,
+        found: dict[tuple[str, str], Outcome],
+        later: Sequence[Group],
+        done: Sequence[tuple[Group, str | None]],
+    ) -> Flow[None]:
+        """After a denial: undo the calls ``done``, peek the ``later`` ones (as they stand)."""
+        for earlier, rec in done:
+            back = yield earlier.keys(self.layout, rec), ["undo", now, *earlier.args()]
+            self._collect(found, earlier, outcomes(back))
+        for group in later:
+            seen = yield group.keys(self.layout), ["peek", now, 1, *group.args()]
+            self._collect(found, group, outcomes(seen))
+        return None
 
     @staticmethod
     def _collect(

@@ -19,8 +19,9 @@ from typing import Any
 
 from ...errors import ConfigError
 from .calls import ERRORS, backend_error, drive, evaluate
-from .codec import ROTATE, Arg, Command, Layout, decode_record, encode_record
+from .codec import ROTATE, Arg, Command, Layout
 from .engine import RedisBackend
+from .records import decode_record, encode_record
 
 #: A field's new name, or None when the field is dropped.
 Rename = Callable[[str], str | None]

@@ -9,26 +9,7 @@
 -- K and A are the keys and arguments of the command being run: KEYS and ARGV, or one call's
 -- share of them inside a batch.
 local K, A = KEYS, ARGV
-
-local B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-local sub = string.sub
-
-local function b36(n)
-  if n < 0 then return "-" .. b36(-n) end
-  if n < 36 then return sub(B36, n + 1, n + 1) end
-  local s = ""
-  while n > 0 do
-    local d = n % 36
-    s = sub(B36, d + 1, d + 1) .. s
-    n = (n - d) / 36
-  end
-  return s
-end
-
-local function unb36(s)
-  if string.byte(s) == 45 then return -tonumber(string.sub(s, 2), 36) end -- "-"
-  return tonumber(s, 36)
-end
+bind_states()
 
 local function split(s, sep)
   local out, from = {}, 1
@@ -43,56 +24,25 @@ local function split(s, sep)
   end
 end
 
--- A log is stored as base-36 time deltas, ":amount" only when the amount is not 1, so that a
--- busy minute of 10 requests stays under Redis's 64-byte listpack value limit.
-local function encode(code, state)
-  local parts = {}
-  if ALGORITHMS[code].log then
-    local prev, n = 0, 0
-    for i = 1, #state, 2 do
-      local s = b36(state[i] - prev)
-      prev = state[i]
-      if state[i + 1] ~= 1 then s = s .. ":" .. b36(state[i + 1]) end
-      n = n + 1
-      parts[n] = s
-    end
-  else
-    for i = 1, #state do parts[i] = fmt(state[i]) end
-  end
-  return table.concat(parts, ",")
-end
-
-local function decode(code, raw)
-  local state = {}
-  if not raw or raw == "" then return state end
-  if ALGORITHMS[code].log then
-    local prev, n = 0, 0
-    for t, amount in string.gmatch(raw, "([^,:]+):?([^,]*)") do
-      prev = prev + unb36(t)
-      state[n + 1] = prev
-      state[n + 2] = amount ~= "" and unb36(amount) or 1
-      n = n + 2
-    end
-  else
-    for _, part in ipairs(split(raw, ",")) do state[#state + 1] = tonumber(part) end
-  end
-  return state
-end
-
 local function numbers(s)
   local out = {}
   for _, x in ipairs(split(s, ":")) do out[#out + 1] = tonumber(x) end
   return out
 end
 
--- ops: store, field, code, params ("a:b:c"), cost, meter -- six ARGV each after a count
+-- ops as tables (commands other than the acquire): the flat layout of core.lua from A[at]
 local function read_ops(at)
   local ops = {}
   for i = 0, tonumber(A[at]) - 1 do
-    local j = at + 1 + i * 6
+    local j = at + 1 + i * OP
+    local given = {}
+    for m = 3, 5 do
+      if A[j + m] ~= "" then given[#given + 1] = A[j + m] end
+    end
     ops[#ops + 1] = {
-      store = A[j], field = A[j + 1], code = A[j + 2], pstr = A[j + 3],
-      params = numbers(A[j + 3]), cost = tonumber(A[j + 4]), meter = A[j + 5],
+      store = A[j], field = A[j + 1], code = A[j + 2], pstr = table.concat(given, ":"),
+      params = {tonumber(A[j + 3]), tonumber(A[j + 4]), tonumber(A[j + 5])},
+      cost = tonumber(A[j + 6]), meter = A[j + 7],
     }
   end
   return ops
@@ -187,22 +137,6 @@ local function push(reply, field, out)
   reply[#reply + 1] = out[5]
 end
 
-local function decide(states, now, ops)
-  local outs, news, allowed = {}, {}, true
-  for i, op in ipairs(ops) do
-    news[i], outs[i] = ALGORITHMS[op.code].acquire(states[i], now, op.params, op.cost)
-    if not outs[i][1] then allowed = false end
-  end
-  if allowed then return true, outs, news end
-  for i, op in ipairs(ops) do
-    if outs[i][1] then
-      local _, out = ALGORITHMS[op.code].acquire(states[i], now, op.params, 0)
-      outs[i] = out
-    end
-  end
-  return false, outs, states
-end
-
 -- Record: "expires,open,linked;charge;charge...[#image!image...]", a charge being
 -- "store,field,code,params,anchor,amount,meter,remaining,reset,retry" and an image
 -- "store|field|before|after" (kept only when a later slot may have to undo this one).
@@ -227,30 +161,26 @@ local function parse_record(rec)
   return r
 end
 
+-- The verdict recorded under K[1] (allowed, replayed, then a sextuple per charge), or nil.
+local function recorded(now)
+  local rec = redis.call("GET", K[1])
+  if not rec then return nil end
+  local r = parse_record(rec)
+  if r.expires <= now then return nil end
+  local reply = {1, 1}
+  for _, c in ipairs(r.charges) do
+    push(reply, c.field, {true, c.remaining, c.reset, c.retry, c.anchor})
+  end
+  return reply
+end
+
 local function cmd_acquire()
   local now, ttl, linked = tonumber(A[2]), tonumber(A[3]), A[4]
-  local rec = ttl > 0 and redis.call("GET", K[1])
-  if rec then
-    local r = parse_record(rec)
-    if r.expires > now then
-      local reply = {1, 1}
-      for _, c in ipairs(r.charges) do
-        push(reply, c.field, {true, c.remaining, c.reset, c.retry, c.anchor})
-      end
-      return reply
-    end
-  end
+  local replay = ttl > 0 and recorded(now)
+  if replay then return replay end
+  local reply, raws, outs = acquire_flat(K, A, 5, now, OP)
+  if reply[1] == 0 or ttl == 0 then return reply end
   local ops = read_ops(5)
-  local states, befores = {}, read_all(ops)
-  for i, op in ipairs(ops) do states[i] = decode(op.code, befores[i]) end
-  local allowed, outs, news = decide(states, now, ops)
-  local reply = {allowed and 1 or 0, 0}
-  for i, op in ipairs(ops) do push(reply, op.field, outs[i]) end
-  if not allowed then return reply end
-  local w = staged()
-  for i, op in ipairs(ops) do write(now, w, op, news[i]) end
-  flush(w)
-  if ttl == 0 then return reply end
   local parts = {fmt(now + ttl) .. ",1," .. linked}
   for i, op in ipairs(ops) do
     local o = outs[i]
@@ -261,13 +191,23 @@ local function cmd_acquire()
   if linked ~= "" then
     local images = {}
     for i, op in ipairs(ops) do
-      local after = redis.call("HGET", key_of(op), op.field) or ""
-      images[i] = table.concat({op.store, op.field, befores[i], after}, "|")
+      local after = as_text(redis.call("HGET", key_of(op), op.field) or "")
+      images[i] = table.concat({op.store, op.field, as_text(raws[i] or ""), after}, "|")
     end
     record = record .. "#" .. table.concat(images, "!")
   end
   redis.call("SET", K[1], record, "PX", ttl)
   return reply
+end
+
+-- A later slot's part of a replayed decision (Cluster): its record's charges, or none.
+local function cmd_replay()
+  return recorded(tonumber(A[2])) or {1, 1}
+end
+
+-- An acquire without a request id: what the library's function does, for servers without it.
+local function cmd_fast()
+  return (acquire_flat(K, A, 3, tonumber(A[2]), OP - 1))
 end
 
 local function settle_charges(now, r, actual)
@@ -342,7 +282,7 @@ local function cmd_undo()
       local restored = true
       for _, image in ipairs(r.images) do
         local key = K[tonumber(image[1]) + 1]
-        if (redis.call("HGET", key, image[2]) or "") ~= image[4] then restored = false end
+        if as_text(redis.call("HGET", key, image[2]) or "") ~= image[4] then restored = false end
       end
       if restored then
         for _, image in ipairs(r.images) do
@@ -380,7 +320,8 @@ local function cmd_top_up()
 end
 
 local COMMANDS = {
-  acquire = cmd_acquire, settle = cmd_settle, direct = cmd_direct, undo = cmd_undo, peek = cmd_peek,
+  acquire = cmd_acquire, fast = cmd_fast, replay = cmd_replay, settle = cmd_settle,
+  direct = cmd_direct, undo = cmd_undo, peek = cmd_peek,
   reset = cmd_reset, top_up = cmd_top_up,
 }
 

@@ -1,0 +1,232 @@
+"""What ``Limiter`` and ``AsyncLimiter`` share: construction (catalog, store, failure policy,
+clock), and everything about a call but the call to the engine itself: planning an acquire,
+the block cache, turning the engine's verdict into a Decision (shadow limits too), and the
+targets of settles, peeks, resets and top-ups. No I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Generic, Literal, TypeVar
+
+from .algorithms import MAX_SAFE, Outcome
+from .backends import AsyncBackend, Backend, Op
+from .backends.base import Verdict
+from .backends.breaker import Breaker
+from .backends.fallback import Fallback, policies
+from .backends.guard import (
+    AsyncGuardedBackend,
+    GuardedBackend,
+    check_timeout,
+    guarded,
+    with_timeout,
+)
+from .blockcache import BlockCache
+from .catalog import Catalog, Principal
+from .decision import Decision, Reservation
+from .errors import ConfigError, CostError
+from .keys import DEFAULT_SECRET, GLOBAL_SLOT, field_name
+from .limit import Limit
+from .observe import Observer
+from .planner import Planner, Prepared
+from .states import LimitState
+from .verdict import Verdicts, rule_state, shadowed
+
+Clock = Callable[[], float]
+OnError = Literal["allow", "deny", "local", "raise"]
+Target = Decision | str
+B = TypeVar("B", Backend, AsyncBackend)
+
+
+class LimiterBase(Generic[B]):
+    """What both limiters share: the catalog, the clock, the planner and the engine.
+
+    ``storage`` is a URL (``memory://``; ``redis://`` once the Redis engine is installed) or an
+    engine instance. ``clock`` returns epoch seconds; inject one to move time in tests.
+    A shared store sits behind the failure machinery (``quota.backends.guard``): ``on_error``
+    (the default policy of every limit; ``"raise"``: no guard, store errors raise
+    ``BackendError``), ``timeout`` (seconds per store call), ``breaker`` (a ``Breaker``).
+    """
+
+    _guard_class: type[GuardedBackend] | type[AsyncGuardedBackend] = GuardedBackend
+
+    @staticmethod
+    def _open(url: str) -> B:
+        raise NotImplementedError
+
+    def __init__(
+        self,
+        catalog: Catalog | str | Path,
+        storage: str | B = "memory://",
+        *,
+        clock: Clock | None = None,
+        on_error: OnError | None = None,
+        reservation_ttl: float | None = None,
+        secret: bytes | None = None,
+        observer: Observer | None = None,
+        timeout: float | None = 1.0,
+        breaker: Breaker | None = None,
+        block_cache: bool = True,
+        shadow: bool = False,
+    ) -> None:
+        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
+        if on_error not in (None, "allow", "deny", "local", "raise"):
+            raise ConfigError(
+                f"on_error must be 'allow', 'deny', 'local' or 'raise', got {on_error!r}"
+            )
+        self.timeout = check_timeout(timeout)
+        self.on_error = on_error
+        self.observer = observer
+        self.blocks = BlockCache() if block_cache else None
+        self.shadow = shadow
+        ttl = self.catalog.reservation_ttl if reservation_ttl is None else reservation_ttl
+        if ttl <= 0:
+            raise ConfigError(f"reservation_ttl must be positive, got {ttl!r}")
+        self.reservation_ttl_ms = math.ceil(ttl * 1000)
+        self.planner = Planner(self.catalog, secret or DEFAULT_SECRET)
+        self.verdicts = Verdicts(self.catalog)
+        store = self._open(storage) if isinstance(storage, str) else storage
+        if isinstance(storage, str) and with_timeout(storage, self.timeout) != storage:
+            # Opened first as given so that errors quote the caller's URL; engines connect
+            # lazily, so opening twice costs no connection.
+            store = self._open(with_timeout(storage, self.timeout))
+        store_clock = getattr(store, "clock", None)
+        self.guard: GuardedBackend | AsyncGuardedBackend | None = None
+        if on_error != "raise" and guarded(store):
+            fallback = Fallback(policies(self.catalog, on_error), on_error)
+            self.guard = self._guard_class(
+                store, fallback, breaker=breaker, timeout=self.timeout, observer=observer
+            )
+        self.backend: B = store if self.guard is None else self.guard  # type: ignore[assignment]
+        # Who times the store's calls for the observer: the guard when there is one (it knows
+        # which calls failed and which its policy answered), else the limiter.
+        self._calls = observer if self.guard is None else None
+        # A shared store brings its own clock (Redis: the server's TIME) so that every host
+        # of a fleet agrees on one time; an injected clock wins.
+        if store_clock is not None and self.guard is not None:
+            store_clock = self.guard.clock
+        self.clock: Clock = clock or store_clock or time.time
+
+    def _now(self) -> int:
+        # Nearest ms: a float clock built by adding steps (t += 6.1) must not lose a millisecond.
+        return round(self.clock() * 1000)
+
+    def _before(
+        self,
+        who: Principal,
+        cost: Mapping[str, int],
+        request_id: str | None,
+        model: str | None,
+        features: Iterable[str] | None,
+    ) -> Prepared | Decision:
+        """The ops to send, or a decision made without the store: an entitlement denial, or
+        the block cache's (never for a request id: a replay must answer as the first time)."""
+        now = round(self.clock() * 1000)  # _now(), inline: this runs on every acquire
+        prep = self.planner.prepare(who, cost, now, request_id, model, features)
+        if not isinstance(prep, Prepared):
+            return self.verdicts.forbidden(who, now, prep)
+        blocks = self.blocks
+        if blocks is None or not blocks.slots or request_id is not None:
+            return prep
+        found = blocks.check(now, prep.ops)
+        return prep if found is None else self.verdicts.blocked(prep, *found)
+
+    def _after(self, prep: Prepared, verdict: Verdict, decision: Decision) -> Prepared | Decision:
+        """What a denial (``decision``, for the store's ``verdict``) comes to: itself, or when
+        only shadow limits denied, the same acquire without them (they report, never deny)."""
+        denying = [s.name for s in decision.states if not s.allowed]
+        shadow = [name for name in denying if self.shadow or name in prep.shadow]
+        if self.blocks is not None and verdict.source == "engine" and not self.shadow:
+            skip = [i for i, r in enumerate(prep.rules) if r.shadow] if prep.shadow else ()
+            caps = [r.capacity for r in prep.rules]
+            self.blocks.record(prep.now, prep.ops, verdict.outcomes, caps, skip)
+        if not shadow:
+            return decision
+        if self.shadow:  # dry run: nothing was charged, and nothing will be
+            return shadowed(prep, decision, tuple(shadow))
+        if len(shadow) < len(denying):  # an enforced limit denies too
+            return decision.replace(shadow_denied=tuple(shadow))
+        return self.planner.without_shadow(prep, tuple(shadow))
+
+    def _forget(self, found: tuple[str, str] | Reservation | None) -> None:
+        """A settle or release in this process: the slots' cached denials may no longer hold."""
+        if self.blocks is None or found is None:
+            return
+        if isinstance(found, Reservation):
+            slots = {found.slot}
+            slots.update(c.slot for c in found.charges)
+            self.blocks.forget(slots)
+        else:
+            self.blocks.forget((found[0], GLOBAL_SLOT))
+
+    def _forget_account(self, who: Principal) -> None:
+        """A reset or top-up in this process: the account's cached denials may not hold."""
+        if self.blocks is not None:
+            self.blocks.forget((self.planner.account_slot(who.account),))
+
+    def _target(
+        self, target: Target, who: Principal | None
+    ) -> tuple[str, str] | Reservation | None:
+        """What to settle: (slot, request id) of a recorded reservation, a reservation that
+        carries its charges (taken: it settles once), or None when there is nothing to do.
+
+        Request ids are per account, so settling by id needs the principal."""
+        if isinstance(target, Decision):
+            res = target.reservation
+            if res is None:
+                return None
+            if res.request_id is not None:
+                return res.slot, res.request_id
+            if not res.open:
+                return None
+            res.open = False
+            return res
+        if not isinstance(target, str) or not target:
+            raise CostError(f"settle/release takes a Decision or a request id, got {target!r}")
+        if who is None:
+            raise CostError(
+                f"settling request id {target!r} needs who=Principal(...): request ids are per"
+                " account"
+            )
+        return self.planner.account_slot(who.account), target
+
+    def _peek_ops(self, who: Principal) -> list[tuple[Limit, Op]]:
+        plan = self.catalog.plan(who.plan)
+        now = self._now()
+        return [
+            (lim, self.planner.op(who, plan, lim, now, 0))
+            for lim in plan.limits
+            if lim.scope != "key" or who.key is not None
+        ]
+
+    def _reset_targets(self, who: Principal, include_balance: bool) -> list[tuple[str, str]]:
+        """Every field the catalog may have stored for this account (any plan it was on)."""
+        slot = self.planner.account_slot(who.account)
+        out: set[tuple[str, str]] = set()
+        for plan in self.catalog.plans.values():
+            for lim in plan.limits:
+                if lim.scope == "global" or (lim.scope == "key" and who.key is None):
+                    continue
+                if lim.algorithm == "balance" and not include_balance:
+                    continue
+                out.add((slot, field_name(lim.name, lim.scope, who.key, self.planner.secret)))
+        return sorted(out)
+
+    def _top_up_op(self, who: Principal, meter: str, amount: int) -> Op:
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_SAFE:
+            raise CostError(f"top_up amount must be a positive integer below 2**53, got {amount!r}")
+        plan = self.catalog.plan(who.plan)
+        canonical = self.catalog.meter_of(meter)
+        for lim in plan.limits:
+            if lim.algorithm == "balance" and lim.meter == canonical:
+                return self.planner.op(who, plan, lim, self._now(), 0)
+        raise CostError(f"plan {plan.name!r} has no balance on meter {meter!r} to top up")
+
+    def _states(self, pairs: list[tuple[Limit, Op]], outcomes: list[Outcome]) -> list[LimitState]:
+        return [
+            rule_state(self.planner.rule(lim), op, out)
+            for (lim, op), out in zip(pairs, outcomes, strict=True)
+        ]
