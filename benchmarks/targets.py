@@ -59,9 +59,10 @@ class Targets:
             _ratio("Memory, Zylo basic", 2, _get(zylo_m, "quota"), _fixed(zylo_m), "limits fixed"),
             _ratio("Memory, 1 limit", 1, _get(one_m, "quota"), _fixed(one_m), "limits fixed"),
         ]
-        if q_zylo is not None and q_zylo.server_us is not None:
-            us = q_zylo.server_us
-            rows.append(("Redis CPU per Zylo basic decision", "<= 25 µs", f"{us:.1f} µs", us <= 25))
+        if q_zylo is not None and q_zylo.command_us is not None:
+            us = q_zylo.command_us  # commandstats, as the issue measures it
+            what = f"{us:.1f} µs in commands ({q_zylo.server_us or 0:.1f} µs of process CPU)"
+            rows.append(("Redis server time per Zylo basic decision", "<= 25 µs", what, us <= 25))
         if self.headers_us is not None:
             us = self.headers_us
             rows.append(("`Decision.headers()`, Zylo basic", "<= 3 µs", f"{us:.2f} µs", us <= 3))

@@ -36,6 +36,12 @@ class Env:
         info = self.admin.info("cpu")
         return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
+    def command_us(self) -> float:
+        """Microseconds the server has spent inside commands (``INFO commandstats``): what
+        the commands themselves cost, without the event loop around them."""
+        stats = self.admin.info("commandstats")
+        return float(sum(int(v.get("usec", 0)) for v in stats.values() if isinstance(v, dict)))
+
 
 def _failed(c: Contender, err: Exception) -> None:
     print(f"  ! {c.name} failed and is left out: {type(err).__name__}: {err}", file=sys.stderr)
@@ -57,7 +63,7 @@ def best_of(
             if c.name in failed:
                 continue
             env.flush()
-            cpu = env.server_cpu()
+            cpu, inside = env.server_cpu(), env.command_us()
             try:
                 r = run_one(c)
             except Exception as err:
@@ -66,7 +72,9 @@ def best_of(
                 best.pop(c.name, None)
                 continue
             if redis:
-                r.server_us = (env.server_cpu() - cpu) / (r.decisions + r.warmup) * 1e6
+                made = r.decisions + r.warmup
+                r.server_us = (env.server_cpu() - cpu) / made * 1e6
+                r.command_us = (env.command_us() - inside) / made
             if c.name not in best or r.rate > best[c.name].rate:
                 best[c.name] = r
     return [best[c.name] for c in contenders if c.name in best]

@@ -30,6 +30,7 @@ class Result:
     admitted: int = 0
     warmup: int = 0  # decisions made before the measurement
     server_us: float | None = None  # redis-server CPU time per decision (INFO cpu)
+    command_us: float | None = None  # time inside commands per decision (INFO commandstats)
 
     @property
     def rate(self) -> float:
