@@ -38,7 +38,7 @@ def steps(ops: Sequence[Op]) -> tuple[Step, ...]:
 class Targets:
     """Where one template's ops land, and how the in-process engine runs them (``steps``).
     ``memo`` is for other engines: data they derive once per template (encoded arguments,
-    say), keyed by the engine's own name."""
+    say), keyed by the engine's own object."""
 
     __slots__ = ("fields", "heads", "memo", "slots", "steps")
 
@@ -48,7 +48,7 @@ class Targets:
         self.fields: tuple[str, ...] = tuple(op.field for op in ops)
         self.steps = steps(ops)
         self.slots: frozenset[str] = frozenset(op.slot for op in ops)
-        self.memo: dict[str, Any] = {}
+        self.memo: dict[object, Any] = {}
 
 
 class PlannedOps(tuple[Op, ...]):

@@ -61,7 +61,10 @@ __all__ = [
     "drive",
     "drive_async",
     "evaluate",
+    "fcall",
     "invoke",
+    "lost",
+    "recover",
 ]
 
 #: Replies that say the server takes no writes now: the call fails, as a script call would.
@@ -97,6 +100,12 @@ def _refused(exc: ResponseError) -> bool:
     return text.startswith(("unknown command", "unknown subcommand"))
 
 
+def lost(exc: ResponseError) -> bool:
+    """The FCALL failed for want of the library: not loaded (a restart, ``FUNCTION FLUSH``)
+    or not callable (``_refused``); ``invoke`` loads it or falls back to the script."""
+    return _refused(exc) or "function not found" in str(exc).lower()
+
+
 def _load() -> Generator[Command, Any, bool]:
     """Load the library (REPLACE: a concurrent load of the same library is no error); False
     when the server will not take it (then the call falls back to the script)."""
@@ -113,16 +122,36 @@ def invoke(functions: Functions, keys: list[str], args: list[Arg]) -> Generator[
     """One call: a ``FAST`` acquire as FCALL of the library where usable, else ``evaluate``."""
     if args[0] != FAST or functions.usable is False:
         return (yield from evaluate(ENGINE, keys, args))
-    fcall: Command = ("FCALL", LIBRARY.function, len(keys), *keys, *args[1:])
     try:
-        reply = yield fcall
+        reply = yield fcall(keys, args)
     except ResponseError as exc:
-        if not _refused(exc) and "function not found" not in str(exc).lower():
+        if not lost(exc):
             raise
-        if _refused(exc) or not (yield from _load()):
-            functions.usable = False
-            return (yield from evaluate(ENGINE, keys, args))
-        reply = yield fcall
+        return (yield from recover(functions, keys, args, exc))
+    functions.usable = True
+    return reply
+
+
+def fcall(keys: list[str], args: list[Arg]) -> Command:
+    """The FCALL of a ``FAST`` acquire's keys and arguments."""
+    return ("FCALL", LIBRARY.function, len(keys), *keys, *args[1:])
+
+
+def recover(
+    functions: Functions, keys: list[str], args: list[Arg], exc: ResponseError
+) -> Generator[Command, Any, Any]:
+    """The call after its FCALL failed for want of the library (``lost``): load it and FCALL
+    again, or the script where functions are refused (for good) or flushed again since the
+    load (this once)."""
+    if _refused(exc) or not (yield from _load()):
+        functions.usable = False
+        return (yield from evaluate(ENGINE, keys, args))
+    try:
+        reply = yield fcall(keys, args)
+    except ResponseError as again:
+        if not lost(again):
+            raise
+        return (yield from evaluate(ENGINE, keys, args))
     functions.usable = True
     return reply
 

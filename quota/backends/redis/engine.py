@@ -21,9 +21,21 @@ from ...algorithms import Charge, Outcome, State
 from ...errors import BackendError, ConfigError
 from ..base import Op, Verdict
 from .batch import Batcher
-from .calls import ERRORS, RETRIED, Functions, backend_error, drive, drive_async, invoke
+from .calls import (
+    ERRORS,
+    RETRIED,
+    Functions,
+    backend_error,
+    drive,
+    drive_async,
+    fcall,
+    invoke,
+    lost,
+    recover,
+)
 from .codec import Command, Layout, verdict
 from .connect import async_client, parse, sync_client
+from .direct import SCRIPTED, Direct, ResponseError
 from .protocol import Call, Protocol
 
 #: SCAN's page size when ``dump`` lists the keys.
@@ -111,7 +123,17 @@ class _Shared:
 
 
 class RedisBackend(_Shared):
-    """Synchronous Redis engine over redis-py (hiredis is used when installed)."""
+    """Synchronous Redis engine over redis-py (hiredis is used when installed). Script calls
+    on a plain client go straight to its connections (``direct``)."""
+
+    _direct: Direct | bool | None = False  # False until the client is known
+
+    @property
+    def direct(self) -> Direct | None:
+        """The direct sender of script calls, or None where redis-py's path is kept."""
+        if self._direct is False:
+            self._direct = Direct(self.client) if Direct.fits(self.client) else None
+        return self._direct  # type: ignore[return-value]
 
     @classmethod
     def from_url(cls, url: str) -> RedisBackend:
@@ -137,7 +159,11 @@ class RedisBackend(_Shared):
         return self.client.time()
 
     def execute(self, command: Command) -> Any:
-        """Send one command (on Cluster, where ``route`` says)."""
+        """Send one command (script calls directly where they may be; on Cluster, where
+        ``route`` says)."""
+        direct = self.direct
+        if direct is not None and command[0] in SCRIPTED:
+            return direct(command)
         command, target = self.route(command)
         if target is not None:
             try:
@@ -154,9 +180,20 @@ class RedisBackend(_Shared):
         self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
     ) -> Verdict:
         fast = self.protocol.fast(now, slot, ops, request_id)
-        if fast is not None:  # the hot path: one call, no flow around it
-            return verdict(self._eval(fast[0]), fast[1])
-        return drive(self.protocol.acquire(now, slot, ops, request_id, ttl_ms), self._eval)
+        if fast is None:
+            return drive(self.protocol.acquire(now, slot, ops, request_id, ttl_ms), self._eval)
+        if self.functions.usable:  # the hot path: the FCALL alone, no flow around it
+            (keys, args), fields = fast
+            try:
+                return verdict(self.execute(fcall(keys, args)), fields)
+            except ResponseError as exc:
+                if not lost(exc):
+                    raise backend_error(exc) from exc
+                flow = recover(self.functions, keys, args, exc)
+                return verdict(drive(flow, self.execute), fields)
+            except ERRORS as exc:
+                raise backend_error(exc) from exc
+        return verdict(self._eval(fast[0]), fast[1])  # FCALL or the script, loaded as needed
 
     def settle(
         self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
@@ -181,6 +218,8 @@ class RedisBackend(_Shared):
         return drive(self.protocol.read_states(ops), self.execute)
 
     def close(self) -> None:
+        if isinstance(self._direct, Direct):
+            self._direct.close()
         if self._client is not None:
             self._client.close()
 

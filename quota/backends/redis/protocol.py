@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from ...algorithms import Charge, Outcome, State
 from ...keys import GLOBAL_SLOT
 from ..base import Op, Verdict
+from ..planned import PlannedOps
 from .codec import CODES, FAST, Arg, Command, Group, Layout, decode_state, outcomes, verdict
 
 Result = TypeVar("Result")
@@ -26,6 +27,8 @@ Result = TypeVar("Result")
 Call = tuple[list[str], list[Arg]]
 #: An operation as the script calls it makes, ending with its result.
 Flow = Generator[Call, Any, Result]
+#: A template's fast call: keys, arguments, the positions of its costs, the fields replied.
+FastShape = tuple[list[str], list[Arg], tuple[int, ...], list[str]]
 #: A read as the plain commands it sends, ending with its result.
 Reads = Generator[Command, Any, Result]
 
@@ -81,11 +84,33 @@ class Protocol:
         answers for; None for any other acquire (``acquire`` plans it)."""
         if request_id is not None or not ops:
             return None
+        if isinstance(ops, PlannedOps):  # a template's ops: addressed once per template
+            memo = ops.targets.memo
+            shape = memo[self] if self in memo else memo.setdefault(self, self._shape(slot, ops))
+            if shape is None:
+                return None
+            keys, args, at, fields = shape
+            args = [FAST, now, *args]
+            for i, cost in zip(at, ops.costs):  # noqa: B905 - one position per op
+                args[i] = cost
+            return (keys, args), fields
         planned = self.groups(slot, ops)
         if len(planned) != 1:
             return None
         keys, args = planned[0].fast(self.layout)
         return (keys, [FAST, now, *args]), [op.field for op in ops]
+
+    def _shape(self, slot: str, ops: Sequence[Op]) -> FastShape | None:
+        """What ``fast`` sends for every acquire of one template: keys, arguments (costs
+        included, overwritten per call), where the costs go, the fields; None when its
+        acquire needs more than one call."""
+        planned = self.groups(slot, ops)
+        if len(planned) != 1:
+            return None
+        keys, args = planned[0].fast(self.layout)
+        width = (len(args) - 1) // len(ops)  # each op's arguments, its cost last
+        at = tuple(2 + width * (i + 1) for i in range(len(ops)))  # after FAST and now
+        return keys, args, at, [op.field for op in ops]
 
     def acquire(
         self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
