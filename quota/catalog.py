@@ -11,13 +11,22 @@ import fnmatch
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .algorithms import MAX_SAFE
 from .errors import CostError, UnknownPlanError
-from .limit import NAME, Limit
+from .frozen import FrozenMap, freeze
+from .limit import NAME, SCOPES, Limit
 from .loader import read_catalog
 from .validation import invalid
 from .windows import get_zone
@@ -40,6 +49,12 @@ class Plan(BaseModel):
     limits: list[Limit] = Field(default_factory=list)
     success_only: bool = False
     timezone: str | None = None
+    priority: int = Field(
+        default=0,
+        ge=0,
+        description="rank for shared capacity: limits with a 'reserve' hold"
+        " part of theirs for plans of at least the reserve's priority",
+    )
 
     @field_validator("limits")
     @classmethod
@@ -123,6 +138,10 @@ class Catalog(BaseModel):
     plans: dict[str, Plan]
     headers: HeaderConfig = Field(default_factory=HeaderConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)  # [usage] history_days
+    groups: list[str] = Field(
+        default_factory=list,
+        description="group kinds a principal may belong to (org, team...): limit scopes",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -143,12 +162,18 @@ class Catalog(BaseModel):
         for alias, target in aliases.items():
             if target in aliases:
                 raise ValueError(f"alias {alias!r} points to another alias {target!r}")
+        self._check_groups()
         seen: dict[str, tuple[str, Limit]] = {}
         for plan in self.plans.values():
             if plan.timezone is not None:
                 get_zone(plan.timezone)
             for lim in plan.limits:
                 where = f"plan {plan.name!r}, limit {lim.name!r}"
+                if lim.scope not in SCOPES and lim.scope not in self.groups:
+                    raise ValueError(
+                        f"{where}: scope {lim.scope!r} is none of {', '.join(SCOPES)} and no"
+                        f" group this catalog names (groups = {self.groups!r})"
+                    )
                 if lim.meter in aliases:
                     raise ValueError(
                         f"{where}: meter {lim.meter!r} is an alias of {aliases[lim.meter]!r};"
@@ -165,7 +190,20 @@ class Catalog(BaseModel):
                                 " state carries over when an account changes plan)"
                             )
                 seen[lim.name] = (plan.name, lim)
+            # A plan below a limit's reserve priority sees the limit without the reserve.
+            held = [lim.held_back(plan.priority) for lim in plan.limits]
+            if any(a is not b for a, b in zip(held, plan.limits, strict=True)):
+                object.__setattr__(plan, "limits", held)  # validated above; frozen after
         return self
+
+    def _check_groups(self) -> None:
+        for kind in self.groups:
+            if not NAME.fullmatch(kind) or kind in SCOPES:
+                raise ValueError(
+                    f"group {kind!r} must be a plain identifier and none of {', '.join(SCOPES)}"
+                )
+        if len(set(self.groups)) < len(self.groups):
+            raise ValueError(f"groups names a group twice: {self.groups!r}")
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -289,3 +327,23 @@ class Principal(BaseModel):
     plan: str = Field(min_length=1)
     key: str | None = Field(default=None, repr=False)
     cycle_start: dt.datetime | None = None
+    groups: Annotated[dict[str, str], AfterValidator(freeze)] = Field(
+        default_factory=FrozenMap,
+        description="the groups this account belongs to, by kind: {'org': 'acme', 'team': 'ml'}",
+    )
+    overrides: Annotated[dict[str, str | dict[str, Any]], AfterValidator(freeze)] = Field(
+        default_factory=FrozenMap,
+        description="per-limit changes for a custom deal: {'rpd': '50000/day'} (a rate) or"
+        " {'credits': {'grant': 5000000}} (fields of the limit)",
+    )
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, groups: dict[str, str]) -> dict[str, str]:
+        for kind, name in groups.items():
+            if not NAME.fullmatch(kind) or not isinstance(name, str) or not name:
+                raise ValueError(
+                    f"groups maps a group kind (a plain identifier) to a non-empty name:"
+                    f" got {kind!r}: {name!r}"
+                )
+        return groups

@@ -27,7 +27,24 @@ AlgorithmName = Literal[
 ]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
-_DERIVED = {"amount", "period_ms", "unit", "months"}
+_DERIVED = {"amount", "period_ms", "unit", "months", "held"}
+#: The scopes every catalog has; a catalog's ``groups`` add more (``org``, ``team``...).
+SCOPES = ("account", "key", "global")
+#: Algorithms whose capacity can be held back for higher priorities: a smaller limit read
+#: against the same stored state is exact for them (a token bucket's state is its capacity).
+RESERVABLE = ("sliding_window", "fixed_window", "calendar")
+
+
+class Reserve(BaseModel):
+    """A share of a limit's capacity held back for plans of at least ``priority``: a plan of a
+    lower priority may use only ``1 - share`` of it (rounded down)."""
+
+    model_config = _STRICT
+
+    share: float = Field(gt=0, lt=1)
+    priority: int = Field(ge=1)
+
+
 _DEFAULT_STATUS = {"balance": 402}
 _DEFAULT_CODE = {"balance": "insufficient_quota", "allowance": "trial_exhausted"}
 
@@ -43,7 +60,17 @@ class Limit(BaseModel):
     rate: str | None = None
     limit: int | None = Field(default=None, ge=0)
     period: str | int | None = None
-    scope: Literal["account", "key", "global"] = "account"
+    scope: str = Field(
+        default="account",
+        pattern=NAME.pattern,
+        description="account, key, global, or a group kind the catalog names (org, team...)",
+    )
+    models: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="only requests for these models (ids, globs or tiers) count and are checked",
+    )
+    reserve: Reserve | None = None
     status: int = Field(default=0, description="HTTP status on denial; 429, or 402 for balance")
     code: str = ""
     message: str = ""
@@ -68,6 +95,7 @@ class Limit(BaseModel):
     period_ms: int = Field(default=0, exclude=True)
     unit: str = Field(default="", exclude=True)
     months: int = Field(default=0, exclude=True)
+    held: int = Field(default=0, exclude=True)  # capacity held back from this plan (reserve)
 
     @model_validator(mode="before")
     @classmethod
@@ -75,9 +103,7 @@ class Limit(BaseModel):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        unknown = sorted(
-            set(data) - set(cls.model_fields) | {"amount", "period_ms", "unit"} & set(data)
-        )
+        unknown = sorted(set(data) - set(cls.model_fields) | _DERIVED & set(data))
         if unknown:
             raise ValueError(f"unknown field {unknown[0]!r} (check its spelling)")
         algo = data.get("algorithm", "sliding_window")
@@ -139,7 +165,21 @@ class Limit(BaseModel):
             get_zone(self.timezone)
         if self.algorithm == "fixed_window":
             parse_offset_ms(self.offset)
+        if self.reserve is not None and self.algorithm not in RESERVABLE:
+            raise ValueError(
+                f"'reserve' applies to {', '.join(RESERVABLE)} limits, not {self.algorithm}"
+            )
+        if self.models is not None and not all(isinstance(m, str) and m for m in self.models):
+            raise ValueError("'models' lists model ids, globs or tiers: non-empty strings")
         return self
+
+    def held_back(self, priority: int) -> Limit:
+        """This limit as a plan of ``priority`` sees it: with its reserve held back when the
+        plan's priority is below the reserve's (a smaller ``amount``, ``held`` the rest)."""
+        if self.reserve is None or priority >= self.reserve.priority:
+            return self
+        open_ = int(self.amount * (1 - self.reserve.share))
+        return self.model_copy(update={"amount": open_, "held": self.amount - open_})
 
     @property
     def capacity(self) -> int:
