@@ -59,7 +59,7 @@ class Direct:
         return (
             type(client) is Redis
             and type(client.connection_pool) is ConnectionPool
-            and not getattr(client, "single_connection_client", False)
+            and getattr(client, "connection", None) is None  # no single-connection client
         )
 
     def __call__(self, command: tuple[Any, ...]) -> Any:
