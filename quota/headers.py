@@ -244,12 +244,26 @@ def custom_headers(decision: Rendered, custom: dict[str, str]) -> dict[str, str]
     return out
 
 
+#: go_duration's recent answers by input: resets repeat (a sliding window's admitted reset is
+#: its whole window; a day's counts down by the request), so most renders are one lookup.
+_DURATIONS: dict[float, str] = {}
+
+
 def go_duration(seconds: float) -> str:
     """``seconds`` as Go's ``time.Duration.String()`` at millisecond resolution.
 
     Rounds to the nearest millisecond; "0s", "500ms", "1.5s", "6m0s", "1h2m3s" (no day unit,
     hours may exceed 24). Negative inputs clamp to "0s": a reset is never in the past.
     """
+    text = _DURATIONS.get(seconds)
+    if text is None:
+        if len(_DURATIONS) >= 4096:
+            _DURATIONS.clear()
+        text = _DURATIONS[seconds] = _go_duration(seconds)
+    return text
+
+
+def _go_duration(seconds: float) -> str:
     ms = max(0, math.floor(seconds * 1000 + 0.5))
     if ms == 0:
         return "0s"
