@@ -235,3 +235,27 @@ def test_asyncio_connections_pack_with_hiredis_exactly_as_redis_py_does() -> Non
     client = quota.AsyncLimiter("zylo", "redis://127.0.0.1:1/0", on_error="raise")
     pool = client.backend.client.connection_pool
     assert pool.connection_class.__name__.startswith("Hiredis")
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_dead_sentinel_gives_up_at_once(flavour: str) -> None:
+    """No Sentinel listens: redis-py's default retry with backoff took 7-15 s per call; the
+    Sentinels are asked without it, so the failure policy answers within the timeouts (3 s is
+    a bound for a loaded machine: a refused connection fails at once)."""
+    url = (
+        f"redis+sentinel://127.0.0.1:{free_port()}/mymaster"
+        "?socket_connect_timeout=0.2&socket_timeout=0.2"
+    )
+    who = quota.Principal(account="a", plan="basic", key="k")
+    start = time.monotonic()
+    if flavour == "sync":
+        decision = quota.Limiter("zylo", url, on_error="deny").acquire(who, {"requests": 1})
+    else:
+
+        async def run() -> quota.Decision:
+            async with quota.AsyncLimiter("zylo", url, on_error="deny") as lim:
+                return await lim.acquire(who, {"requests": 1})
+
+        decision = asyncio.run(run())
+    assert decision.source == "deny"
+    assert time.monotonic() - start < 3.0

@@ -241,10 +241,28 @@ def _build(
             ssl=target.tls,
             **opts,
         )
-    watch = sentinel(target.nodes, sentinel_kwargs={"password": target.password}, **opts)
+    watch = sentinel(
+        target.nodes, sentinel_kwargs=_sentinel_options(target, opts, sentinel), **opts
+    )
     return watch.master_for(
         target.service, db=target.db, username=target.username, password=target.password
     )
+
+
+def _sentinel_options(target: Target, opts: dict[str, Any], sentinel: Any) -> dict[str, Any]:
+    """How the Sentinels themselves are asked: the password, the URL's socket timeouts, and
+    no retry with backoff (redis-py's default retries a dead Sentinel for seconds per call,
+    far past any timeout budget; the next Sentinel of the list is the retry)."""
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    flavour = AsyncRetry if sentinel.__module__.startswith("redis.asyncio") else Retry
+    out: dict[str, Any] = {"password": target.password, "retry": flavour(NoBackoff(), 0)}
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        if opts.get(name) is not None:
+            out[name] = opts[name]
+    return out
 
 
 def sync_client(target: Target) -> Any:
