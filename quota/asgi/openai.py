@@ -22,6 +22,8 @@ any other path, any method                      other            requests 1, out
 Tokens are the prompt estimate plus the output reserve where the kind has one (the largest of
 ``max_completion_tokens``, ``max_tokens``, ``max_new_tokens``, ``max_output_tokens``, else
 ``default_max_tokens``; times ``n``); credits are ``catalog.price(model, prompt, reserve)``.
+A catalog that names the meters ``input_tokens`` and ``output_tokens`` (beside or instead of
+``tokens``) is charged each apart: the prompt estimate, and the output reserve.
 Function tools ask for the feature ``tools``; native tools ask for their own feature and charge
 1 on their meter through the catalog's aliases; media parts ask for ``images`` (audio, video
 and files for their own feature when a plan names it, else ``images``). A feature no plan of
@@ -119,6 +121,8 @@ class Classifier:
         aliases = {name: name for name in catalog.meters.aliases}
         self.tools = ToolReader({**aliases, **profile.native_tools})
         self.known = catalog.meter_names | set(catalog.meters.aliases)
+        #: input and output tokens metered apart (``tokens`` may be there too, or not)
+        self.split = frozenset({"input_tokens", "output_tokens"} & catalog.meter_names)
         self.named = {f for plan in catalog.plans.values() for f in plan.features} - {"*"}
         self._canonical: dict[str, str] = {}
         self.model_ids = {
@@ -202,12 +206,24 @@ class Classifier:
         prompt = estimate + -(-opaque // 4) + sum(media.values()) * self.profile.image_tokens
         prompt = min(prompt, MAX_SAFE // 2)
         if kind != "web_extract":  # priced by its own meter: a URL is no prompt
-            cost["tokens"] = prompt + output
+            cost.update(self._tokens(kind, prompt, output))
         if model is not None:
             price = self.catalog.price(model, prompt, output)
             if price:
                 cost["credits"] = min(price, MAX_SAFE)
         return Call(kind, self._meters(cost), model, self._gated(features), stream, prompt, output)
+
+    def _tokens(self, kind: Kind, prompt: int, output: int) -> dict[str, int]:
+        """The token meters of a priced body: ``tokens`` (prompt + output reserve), and where
+        the catalog has them as meters of their own (not aliases: one amount must not feed a
+        meter twice), ``input_tokens`` (the prompt) and ``output_tokens`` (the reserve, on
+        kinds that generate)."""
+        tokens = {"tokens": prompt + output}
+        if "input_tokens" in self.split:
+            tokens["input_tokens"] = prompt
+        if "output_tokens" in self.split and kind in RESERVING:
+            tokens["output_tokens"] = output
+        return tokens
 
     def _scan(self, body: dict[str, Any]) -> tuple[int, Media]:
         """(prompt estimate, media parts): one walk with the default estimator."""

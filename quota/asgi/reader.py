@@ -153,21 +153,26 @@ class UsageReader:
 
     def tokens(self, prompt_estimate: int) -> tuple[int, int] | None:
         """(prompt, completion) tokens: from ``usage`` when seen, else the prompt estimate and
-        the generated text seen (4 characters a token); None when the body was unreadable."""
+        the generated text seen (4 characters a token); None when the body was unreadable.
+
+        A count the usage lacks comes from the total when there is one, else from the same
+        estimates: a usage naming only its output (a stream cut before its input was told)
+        settles the input to the estimate, never to nothing."""
         if self.capped:
             return None
+        generated = -(-self.text_chars // 4)
         if self.has_usage:
             prompt, completion, total = self.prompt, self.completion, self.total
             if prompt is None and completion is None:
                 prompt = min(prompt_estimate, total or 0)
             if prompt is None:
-                prompt = max(0, (total or 0) - (completion or 0))
+                prompt = prompt_estimate if total is None else max(0, total - (completion or 0))
             if completion is None:
-                completion = max(0, (total or prompt) - prompt)
+                completion = generated if total is None else max(0, total - prompt)
             return prompt, completion
         if not self.readable:
             return None
-        return prompt_estimate, -(-self.text_chars // 4)
+        return prompt_estimate, generated
 
     # -- parsing -----------------------------------------------------------------------------
 
@@ -227,9 +232,12 @@ class UsageReader:
         if not whole and event.get("type") in _FINAL_TYPES:
             self._done = True
         usage = event.get("usage", event.get("usageMetadata"))  # OpenAI, Anthropic; Gemini
-        response = event.get("response")
-        if usage is None and isinstance(response, dict):
-            usage = response.get("usage")
+        if usage is None:  # Responses API final events; Anthropic's message_start
+            for key in ("response", "message"):
+                inner = event.get(key)
+                if isinstance(inner, dict) and "usage" in inner:
+                    usage = inner["usage"]
+                    break
         self._usage(usage)
         choices = event.get("choices")
         if isinstance(choices, list):
@@ -258,8 +266,12 @@ class UsageReader:
             prompt = _count(usage.get("promptTokenCount"))
             completion = _sum(usage.get("candidatesTokenCount"), usage.get("thoughtsTokenCount"))
             total = _count(usage.get("totalTokenCount"))
-        else:
-            prompt = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
+        else:  # Anthropic counts cache writes and reads beside input_tokens, not in them
+            prompt = _sum(
+                usage.get("prompt_tokens", usage.get("input_tokens")),
+                usage.get("cache_creation_input_tokens"),
+                usage.get("cache_read_input_tokens"),
+            )
             completion = _count(usage.get("completion_tokens", usage.get("output_tokens")))
             total = _count(usage.get("total_tokens"))
         self.prompt = _larger(self.prompt, prompt)

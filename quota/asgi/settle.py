@@ -9,7 +9,9 @@ client's next request sees them; or when the app returns or fails without one:
 - otherwise ``settle``: tokens and credits to the ``usage`` the response reported (JSON or
   SSE), else to the prompt estimate plus the generated text seen (4 characters a token) for a
   2xx, or to zero for a non-2xx without usage; an unreadable body (another content type or
-  encoding) keeps the estimate. Requests and tool meters keep their estimate.
+  encoding) keeps the estimate. ``input_tokens`` and ``output_tokens``, when charged, settle
+  apart to the prompt and the completion of the same reading. Requests and tool meters keep
+  their estimate.
 - the client disconnected (``http.disconnect``, or ``send`` raised): settle what was observed
   by the same rules, even when the app then raises.
 """
@@ -29,6 +31,8 @@ from .types import Message, Receive, Send, header
 
 log = logging.getLogger("quota.asgi")
 _FINAL = ("http.response.pathsend", "http.response.zerocopysend")
+#: The meters settled from the response's usage (the others keep their estimate).
+SETTLED = frozenset({"tokens", "input_tokens", "output_tokens", "credits"})
 
 
 class Settlement:
@@ -44,7 +48,7 @@ class Settlement:
         self.reader: UsageReader | None = None
         self.disconnected = False
         self.closed = False
-        self.metered = "tokens" in call.cost or "credits" in call.cost
+        self.metered = not SETTLED.isdisjoint(call.cost)
 
     def wrap_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:
@@ -115,7 +119,8 @@ class Settlement:
             log.exception("quota: settling request %s failed", self.decision.request_id)
 
     def actual(self, ok: bool) -> dict[str, int]:
-        """Actual tokens and credits (empty: every meter keeps its estimate)."""
+        """Actual usage of the settled meters the call charged (empty: every meter keeps its
+        estimate)."""
         if not self.metered:
             return {}
         reader = self.reader
@@ -128,10 +133,10 @@ class Settlement:
         if seen is None:
             return {}
         prompt, completion = seen
-        out: dict[str, int] = {}
-        if "tokens" in self.call.cost:
-            out["tokens"] = min(prompt + completion, MAX_SAFE)
-        if "credits" in self.call.cost and self.call.model is not None:
+        cost = self.call.cost
+        used = {"tokens": prompt + completion, "input_tokens": prompt, "output_tokens": completion}
+        out = {meter: min(amount, MAX_SAFE) for meter, amount in used.items() if meter in cost}
+        if "credits" in cost and self.call.model is not None:
             price = self.gate.catalog.price(self.call.model, prompt, completion)
             out["credits"] = min(price, MAX_SAFE)
         return out
