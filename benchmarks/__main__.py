@@ -5,7 +5,7 @@ flushed database), prints markdown tables and the issue's targets, and stops the
 
     --quick         about a minute (short measurements)
     --only NAME     one part (repeatable): one, zylo, async, blocked, floor, accuracy, memory,
-                    headers
+                    headers, deals
     --seconds S     measured seconds per library and scenario
 """
 
@@ -17,18 +17,20 @@ import platform
 import time
 from importlib import metadata
 
-from . import accuracy, blocked, headers, memory, throughput
+from . import accuracy, blocked, deals, headers, memory, throughput
 from .server import redis_server, version
 from .targets import Targets
 from .timing import Result, Settings, table
 
-PARTS = ("one", "zylo", "async", "blocked", "floor", "accuracy", "memory", "headers")
+PARTS = ("one", "zylo", "async", "blocked", "floor", "accuracy", "memory", "headers", "deals")
 TITLES = {
     "one": "1. One limit, one request at a time",
     "zylo": "2. The Zylo basic decision: four limits (rpm sliding, rpd, tpd with 500 tokens, "
     "per-key search budget)",
     "async": "3. Async, 64 concurrent callers in one event loop, Zylo basic decision",
     "blocked": "4. A blocked client hammering (real Zylo basic plan, one account)",
+    "deals": "6. Deal-shaped limits: the Zylo basic decision with an org level and a per-model"
+    " limit (quota alone)",
 }
 
 
@@ -105,6 +107,10 @@ def main(argv: list[str] | None = None) -> None:
                 reference=blocked.ALLOWED,
                 ratio_label="x quota allowed path",
                 extra="Redis commands",
+            )
+        if "deals" in parts:
+            print_backends(
+                TITLES["deals"], deals.run(env), reference=deals.BASIC, ratio_label="vs Zylo basic"
             )
         if "accuracy" in parts:
             print("\n### Accuracy (virtual time, in-memory storage)\n")

@@ -9,7 +9,8 @@ end), the token bucket and fixed or calendar windows. Refunds made in this proce
 release, reset, top-up) forget the slot's entries at once; a refund made by another process is seen
 when the entry expires, so the cache can only under-admit, never over-admit, and for at most
 ``max_ms``. Concurrency limits (freed by any process's release), balances and allowances (no
-finite retry) are never cached.
+finite retry) are never cached. A denial in a shared slot (global, or a group's: an org's daily
+cap) holds for every account counted there, so it is remembered once for all of them.
 """
 
 from __future__ import annotations

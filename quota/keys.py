@@ -1,7 +1,9 @@
 """Storage names for a principal's state: short keyed hashes, never raw ids or API keys.
 
 One account's state lives under one *slot* (a Redis hash tag), so a decision over every
-per-account and per-key limit touches one slot; ``global`` limits share the slot ``"g"``.
+per-account and per-key limit touches one slot; ``global`` limits share the slot ``"g"``, and
+the limits scoped to a group of the catalog's (``org``, ``team``...) share their group's slot
+(``group_slot``): one per (kind, name), so every account of one org counts against one state.
 
 The hashes are keyed by a secret (``Limiter(secret=...)``; ``secret_from_env`` reads one from
 the environment), so someone who can read Redis cannot test guessed account ids or API keys
@@ -41,6 +43,12 @@ def account_slot(account: str, secret: bytes = DEFAULT_SECRET) -> str:
 
 
 GLOBAL_SLOT = "g"
+
+
+def group_slot(kind: str, name: str, secret: bytes = DEFAULT_SECRET) -> str:
+    """The slot of one group's shared state: kind and name hashed together (``org:acme`` and
+    ``team:acme`` are two groups), prefixed ``o`` so it never meets an account's slot."""
+    return "o" + digest(f"{kind}:{name}", secret)
 
 
 def field_name(limit_name: str, scope: str, key: str | None, secret: bytes = DEFAULT_SECRET) -> str:

@@ -1,21 +1,26 @@
 """The plain check-and-consume API: ``Limiter`` (sync) and ``AsyncLimiter`` (asyncio).
 
 Both are a ``LimiterBase`` (``quota.limiting``: planning, the block cache, verdicts) around
-their engine; they differ only in how they call it.
+their engine; they differ only in how they call it (and how they sleep when asked to wait).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 from collections.abc import Iterable, Mapping
 
 from .backends import AsyncBackend, Backend, open_async_backend, open_backend
+from .backends.base import Verdict
 from .backends.guard import AsyncGuardedBackend
 from .catalog import Principal
 from .decision import Decision, Reservation
+from .errors import QuotaError
 from .limiting import Clock, LimiterBase, OnError, Target
 from .planner import Prepared
 from .states import LimitState
+from .waiting import Pacer, wait_budget
 
 __all__ = ["AsyncLimiter", "Clock", "Limiter", "OnError", "Target"]
 
@@ -33,8 +38,14 @@ class Limiter(LimiterBase[Backend]):
         request_id: str | None = None,
         model: str | None = None,
         features: Iterable[str] | None = None,
+        wait: float | None = None,
     ) -> Decision:
-        """Charge ``cost`` against every limit of the plan on its meters, all or nothing."""
+        """Charge ``cost`` against every limit of the plan on its meters, all or nothing.
+
+        ``wait`` (seconds): on a denial that can succeed, sleep its exact ``retry_after`` and
+        try again (the same ``request_id``), never waiting past ``wait`` in all."""
+        if wait is not None:
+            return self._waiting(who, cost, request_id, model, features, wait_budget(wait))
         if self.observer is not None:
             return self._observed(who, cost, request_id, model, features)
         prep = self._before(who, cost, request_id, model, features)
@@ -45,6 +56,40 @@ class Limiter(LimiterBase[Backend]):
             decision = self.verdicts.decision(prep, verdict)
             prep = decision if decision.allowed else self._after(prep, verdict, decision)
         return prep
+
+    def _after(self, prep: Prepared, verdict: Verdict, decision: Decision) -> Prepared | Decision:
+        """``LimiterBase._after``; a denial by a limit held back for higher-priority plans is
+        told apart by one read of its whole capacity when the engine's answer cannot tell
+        (``Verdicts.probe``)."""
+        after = super()._after(prep, verdict, decision)
+        probe = self.verdicts.probe(prep, after)
+        if probe is None:
+            return after
+        try:
+            whole = self.backend.peek(prep.now, [probe])[0]
+        except QuotaError:  # the denial stands, with the limit's own code
+            return after
+        return self.verdicts.told(prep, after, whole)
+
+    def _waiting(
+        self,
+        who: Principal,
+        cost: Mapping[str, int],
+        request_id: str | None,
+        model: str | None,
+        features: Iterable[str] | None,
+        wait_ms: int,
+    ) -> Decision:
+        """``acquire`` tried again after each retry-after that fits in ``wait_ms``."""
+        decision = self.acquire(who, cost, request_id=request_id, model=model, features=features)
+        pacer = Pacer(decision, wait_ms)
+        sleep = self.sleep or time.sleep
+        while (delay := pacer.delay(decision)) is not None:
+            sleep(delay)
+            decision = self.acquire(
+                who, cost, request_id=request_id, model=model, features=features
+            )
+        return decision
 
     def _observed(
         self,
@@ -97,9 +142,11 @@ class Limiter(LimiterBase[Backend]):
             return True
         return self.backend.settle(self._now(), *found, amounts)
 
-    def peek(self, who: Principal) -> list[LimitState]:
-        """The state of every limit of the principal's plan, charging nothing."""
-        pairs = self._peek_ops(who)
+    def peek(self, who: Principal, *, model: str | None = None) -> list[LimitState]:
+        """The state of every limit of the principal's plan that a request for ``model``
+        meets (without one: the limits of every request, no per-model ones), charging
+        nothing."""
+        pairs = self._peek_ops(who, model)
         return self._states(pairs, self.backend.peek(self._now(), [op for _, op in pairs]))
 
     def reset(self, who: Principal, *, include_balance: bool = False) -> None:
@@ -142,7 +189,10 @@ class AsyncLimiter(LimiterBase[AsyncBackend]):
         request_id: str | None = None,
         model: str | None = None,
         features: Iterable[str] | None = None,
+        wait: float | None = None,
     ) -> Decision:
+        if wait is not None:
+            return await self._waiting(who, cost, request_id, model, features, wait_budget(wait))
         if self.observer is not None:
             return await self._observed(who, cost, request_id, model, features)
         prep = self._before(who, cost, request_id, model, features)
@@ -151,8 +201,47 @@ class AsyncLimiter(LimiterBase[AsyncBackend]):
                 prep.now, prep.slot, prep.ops, prep.request_id, self.reservation_ttl_ms
             )
             decision = self.verdicts.decision(prep, verdict)
-            prep = decision if decision.allowed else self._after(prep, verdict, decision)
+            prep = decision if decision.allowed else await self._denied(prep, verdict, decision)
         return prep
+
+    async def _denied(
+        self, prep: Prepared, verdict: Verdict, decision: Decision
+    ) -> Prepared | Decision:
+        """``Limiter._after`` for the asyncio engine."""
+        after = self._after(prep, verdict, decision)
+        probe = self.verdicts.probe(prep, after)
+        if probe is None:
+            return after
+        try:
+            whole = (await self.backend.peek(prep.now, [probe]))[0]
+        except QuotaError:  # the denial stands, with the limit's own code
+            return after
+        return self.verdicts.told(prep, after, whole)
+
+    async def _waiting(
+        self,
+        who: Principal,
+        cost: Mapping[str, int],
+        request_id: str | None,
+        model: str | None,
+        features: Iterable[str] | None,
+        wait_ms: int,
+    ) -> Decision:
+        """``acquire`` tried again after each retry-after that fits in ``wait_ms``; ``sleep``
+        may be a coroutine function (default ``asyncio.sleep``) or a plain one."""
+        decision = await self.acquire(
+            who, cost, request_id=request_id, model=model, features=features
+        )
+        pacer = Pacer(decision, wait_ms)
+        sleep = self.sleep or asyncio.sleep
+        while (delay := pacer.delay(decision)) is not None:
+            slept = sleep(delay)
+            if inspect.isawaitable(slept):
+                await slept
+            decision = await self.acquire(
+                who, cost, request_id=request_id, model=model, features=features
+            )
+        return decision
 
     async def _observed(
         self,
@@ -177,7 +266,7 @@ class AsyncLimiter(LimiterBase[AsyncBackend]):
                     raise
                 self._calls.backend_call("acquire", time.perf_counter() - sent, True)
             decision = self.verdicts.decision(prep, verdict)
-            prep = decision if decision.allowed else self._after(prep, verdict, decision)
+            prep = decision if decision.allowed else await self._denied(prep, verdict, decision)
         if self.observer is not None:
             self.observer.decision(prep, who.plan, time.perf_counter() - start)
         return prep
@@ -202,8 +291,8 @@ class AsyncLimiter(LimiterBase[AsyncBackend]):
             return True
         return await self.backend.settle(self._now(), *found, amounts)
 
-    async def peek(self, who: Principal) -> list[LimitState]:
-        pairs = self._peek_ops(who)
+    async def peek(self, who: Principal, *, model: str | None = None) -> list[LimitState]:
+        pairs = self._peek_ops(who, model)
         return self._states(pairs, await self.backend.peek(self._now(), [op for _, op in pairs]))
 
     async def reset(self, who: Principal, *, include_balance: bool = False) -> None:

@@ -28,7 +28,7 @@ from .blockcache import BlockCache
 from .catalog import Catalog, Principal
 from .decision import Decision, Reservation
 from .errors import ConfigError, CostError
-from .keys import DEFAULT_SECRET, GLOBAL_SLOT, field_name
+from .keys import DEFAULT_SECRET, GLOBAL_SLOT, field_name, group_slot
 from .limit import Limit
 from .observe import Observer
 from .planner import Planner, Prepared
@@ -71,7 +71,13 @@ class LimiterBase(Generic[B]):
         breaker: Breaker | None = None,
         block_cache: bool = True,
         shadow: bool = False,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
+        # How ``acquire(..., wait=...)`` pauses: None is ``time.sleep`` (``Limiter``) or
+        # ``asyncio.sleep`` (``AsyncLimiter``); inject one that moves an injected clock.
+        if sleep is not None and not callable(sleep):
+            raise ConfigError(f"sleep must be a function of seconds, got {sleep!r}")
+        self.sleep = sleep
         self.catalog = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
         if on_error not in (None, "allow", "deny", "local", "raise"):
             raise ConfigError(
@@ -140,7 +146,8 @@ class LimiterBase(Generic[B]):
         denying = [s.name for s in decision.states if not s.allowed]
         shadow = [name for name in denying if self.shadow or name in prep.shadow]
         if self.blocks is not None and verdict.source == "engine" and not self.shadow:
-            skip = [i for i, r in enumerate(prep.rules) if r.shadow] if prep.shadow else ()
+            # Shadow limits never deny; a held-back limit's denial is told apart by a read.
+            skip = [i for i, r in enumerate(prep.rules) if r.shadow or r.held]
             caps = [r.capacity for r in prep.rules]
             self.blocks.record(prep.now, prep.ops, verdict.outcomes, caps, skip)
         if not shadow:
@@ -163,9 +170,30 @@ class LimiterBase(Generic[B]):
             self.blocks.forget((found[0], GLOBAL_SLOT))
 
     def _forget_account(self, who: Principal) -> None:
-        """A reset or top-up in this process: the account's cached denials may not hold."""
+        """A reset or top-up in this process: the cached denials of the account and of its
+        groups may not hold."""
         if self.blocks is not None:
-            self.blocks.forget((self.planner.account_slot(who.account),))
+            self.blocks.forget((self.planner.account_slot(who.account), *self._groups(who)))
+
+    def _groups(self, who: Principal) -> list[str]:
+        """The slots of the principal's groups that the catalog names."""
+        kinds, secret = self.catalog.groups, self.planner.secret
+        return [
+            group_slot(kind, name, secret) for kind, name in who.groups.items() if kind in kinds
+        ]
+
+    def _slot_of(self, who: Principal, lim: Limit) -> str | None:
+        """Where ``who``'s state of ``lim`` lives: its account's slot, the global one or its
+        group's; None when the principal has not the key or the group the limit counts per."""
+        scope = lim.scope
+        if scope == "global":
+            return GLOBAL_SLOT
+        if scope == "key" and who.key is None:
+            return None
+        if scope == "account" or scope == "key":
+            return self.planner.account_slot(who.account)
+        name = who.groups.get(scope)
+        return None if name is None else group_slot(scope, name, self.planner.secret)
 
     def _target(
         self, target: Target, who: Principal | None
@@ -179,6 +207,8 @@ class LimiterBase(Generic[B]):
             if res is None:
                 return None
             if res.request_id is not None:
+                if self.blocks is not None and target.principal.groups:
+                    self.blocks.forget(self._groups(target.principal))
                 return res.slot, res.request_id
             if not res.open:
                 return None
@@ -191,37 +221,49 @@ class LimiterBase(Generic[B]):
                 f"settling request id {target!r} needs who=Principal(...): request ids are per"
                 " account"
             )
+        if self.blocks is not None and who.groups:  # what ``_forget`` cannot see by the id
+            self.blocks.forget(self._groups(who))
         return self.planner.account_slot(who.account), target
 
-    def _peek_ops(self, who: Principal) -> list[tuple[Limit, Op]]:
-        plan = self.catalog.plan(who.plan)
+    def _peek_ops(self, who: Principal, model: str | None = None) -> list[tuple[Limit, Op]]:
+        """Every limit of the plan the principal can be counted by (not those per API key
+        without a key, nor those per a group it is not in; per-model ones for ``model``
+        only), with its op."""
+        plan = self.planner.plan_of(who)
         now = self._now()
         return [
             (lim, self.planner.op(who, plan, lim, now, 0))
             for lim in plan.limits
-            if lim.scope != "key" or who.key is not None
+            if (lim.scope == "account" or self._slot_of(who, lim) is not None)
+            and self.planner.selection.meets(lim, model)
         ]
 
     def _reset_targets(self, who: Principal, include_balance: bool) -> list[tuple[str, str]]:
-        """Every field the catalog may have stored for this account (any plan it was on)."""
-        slot = self.planner.account_slot(who.account)
+        """Every field the catalog may have stored for this account (any plan it was on),
+        its per-key fields for its key and its groups' fields in their slots: a group's
+        windows are the principal's limits too (its balances, like the account's, only with
+        ``include_balance``). Global limits are nobody's to reset."""
         out: set[tuple[str, str]] = set()
         for plan in self.catalog.plans.values():
             for lim in plan.limits:
-                if lim.scope == "global" or (lim.scope == "key" and who.key is None):
-                    continue
                 if lim.algorithm == "balance" and not include_balance:
                     continue
-                out.add((slot, field_name(lim.name, lim.scope, who.key, self.planner.secret)))
+                slot = self._slot_of(who, lim) if lim.scope != "global" else None
+                if slot is not None:
+                    out.add((slot, field_name(lim.name, lim.scope, who.key, self.planner.secret)))
         return sorted(out)
 
     def _top_up_op(self, who: Principal, meter: str, amount: int) -> Op:
+        """The op of the balance to top up: the plan's balance named ``meter`` (a group's
+        pooled credits are topped up by their limit's name), else its first balance on the
+        meter ``meter`` names."""
         if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_SAFE:
             raise CostError(f"top_up amount must be a positive integer below 2**53, got {amount!r}")
-        plan = self.catalog.plan(who.plan)
+        plan = self.planner.plan_of(who)
+        balances = [lim for lim in plan.limits if lim.algorithm == "balance"]
         canonical = self.catalog.meter_of(meter)
-        for lim in plan.limits:
-            if lim.algorithm == "balance" and lim.meter == canonical:
+        for lim in sorted(balances, key=lambda lim: lim.name != meter):  # the name first
+            if lim.name == meter or lim.meter == canonical:
                 return self.planner.op(who, plan, lim, self._now(), 0)
         raise CostError(f"plan {plan.name!r} has no balance on meter {meter!r} to top up")
 

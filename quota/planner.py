@@ -1,7 +1,8 @@
 """From a principal and a cost to engine operations.
 
-Everything an engine call needs that is not stored state lives here: plan lookup, cost
-validation, entitlements, calendar windows, storage names; planned once per principal, cost
+Everything an engine call needs that is not stored state lives here: plan lookup (a deal's
+overrides: ``quota.overrides``), cost validation, entitlements and the rules a request meets
+(``quota.selection``), calendar windows, storage names; planned once per principal, cost
 names and window (``quota.templates``), then reused. What the engine answers becomes a
 Decision in ``quota.verdict``. Limiter and AsyncLimiter share both and differ only in how they
 call their engine.
@@ -17,16 +18,16 @@ from .backends.base import Op
 from .catalog import Catalog, Plan, Principal
 from .errors import ConfigError, CostError, PrincipalError
 from .history import HISTORY, DayWindows, UsageQuery, history_limits
-from .keys import DEFAULT_SECRET, GLOBAL_SLOT, account_slot, field_name
+from .keys import DEFAULT_SECRET, GLOBAL_SLOT, account_slot, field_name, group_slot
 from .limit import Limit, parse_offset_ms
+from .overrides import plan_of
 from .rules import Rule as Rule
 from .rules import rule_of
+from .selection import Forbidden as Forbidden
+from .selection import Selection
 from .templates import Prepared as Prepared
 from .templates import Template, positions
 from .windows import WindowCache, to_ms
-
-#: What a plan lacks for a request: (what, code, message), e.g. ("model", "model_not_allowed", ...)
-Forbidden = tuple[str, str, str]
 
 #: Bound on each per-planner cache; cleared whole when full (costs one recomputation each).
 _CACHE_SIZE = 65_536
@@ -59,6 +60,19 @@ def no_cycle_start(
     )
 
 
+def no_group(plan: Plan, limit: Limit) -> PrincipalError:
+    """The error for a principal outside the group ``limit`` of ``plan`` counts per (its
+    scope: ``org``, ``team``...), naming the group kind, the plan and the limit."""
+    kind = limit.scope
+    return PrincipalError(
+        f"plan {plan.name!r}, limit {limit.name!r}: counts per {kind!r} group, and this"
+        f" principal belongs to no {kind!r}: give Principal(groups={{{kind!r}: ...}})",
+        field=f"groups.{kind}",
+        plan=plan.name,
+        limit=limit.name,
+    )
+
+
 class Planner:
     """Catalog-side logic of the limiter (no I/O)."""
 
@@ -69,16 +83,8 @@ class Planner:
         # Usage history ([usage] history_days): one never-denying limit per meter, in every plan.
         self.history = history_limits(catalog)
         self.days = DayWindows(catalog.usage.history_days)
-        # Feature names that are also meters (native tools): a cost on one needs the feature.
-        named = {f for plan in catalog.plans.values() for f in plan.features} - {"*"}
-        self.metered_features = named & (catalog.meter_names | set(catalog.meters.aliases))
-        self._rules = {
-            name: tuple(self.rule(lim) for lim in (*plan.limits, *self.history))
-            for name, plan in catalog.plans.items()
-        }
-        # (plan, cost meters) -> the rules that apply.
-        self._selected: dict[tuple[str, tuple[str, ...]], tuple[Rule, ...]] = {}
-        self._entitled: dict[tuple[object, ...], Forbidden | None] = {}
+        # Which rules a request meets, and its entitlements (``quota.selection``).
+        self.selection = Selection(catalog, self.history)
         self._slots: dict[str, str] = {}
         # (principal, cost names, model, features) -> its template (see quota.templates).
         self._templates: dict[tuple[object, ...], Template] = {}
@@ -97,14 +103,25 @@ class Planner:
         return self.rule_op(self.rule(limit), who, plan, slot, now, cost)
 
     def rule_op(self, r: Rule, who: Principal, plan: Plan, slot: str, now: int, cost: int) -> Op:
+        scope = r.scope
         return Op(
-            GLOBAL_SLOT if r.scope == "global" else slot,
-            field_name(r.name, "key", who.key, self.secret) if r.scope == "key" else r.name,
+            slot if scope == "account" or scope == "key" else self.shared_slot(r, who, plan),
+            field_name(r.name, "key", who.key, self.secret) if scope == "key" else r.name,
             r.meter,
             r.algorithm,
             r.static or self.timed_params(who, plan, r.limit, now),
             cost,
         )
+
+    def shared_slot(self, r: Rule, who: Principal, plan: Plan) -> str:
+        """The slot of a limit shared beyond one account: the global slot, or the slot of
+        the principal's group of the limit's kind (a PrincipalError when it has none)."""
+        if r.scope == "global":
+            return GLOBAL_SLOT
+        name = who.groups.get(r.scope)
+        if name is None:
+            raise no_group(plan, r.limit)
+        return group_slot(r.scope, name, self.secret)
 
     def timed_params(self, who: Principal, plan: Plan, limit: Limit, now: int) -> Params:
         """Params of the window algorithms: the window holding ``now``."""
@@ -173,35 +190,42 @@ class Planner:
         features: Iterable[str] | None,
     ) -> Prepared | Forbidden:
         """``prepare`` with every check, in order: plan, cost, request id, entitlements."""
-        plan = self.catalog.plan(who.plan)
+        plan = self.plan_of(who)
         amounts = self.catalog.canonical(cost)
         if request_id is not None and (not isinstance(request_id, str) or not request_id):
             raise CostError(f"request_id must be a non-empty string, got {request_id!r}")
-        names, wanted = tuple(cost), self.wanted(model, features)
-        denial = self.entitlement(plan, model, names, wanted)
+        names, wanted = tuple(cost), self.selection.wanted(model, features)
+        denial = self.selection.entitlement(plan, model, names, wanted)
         if denial is not None:
             return denial
         key = (who, names, model, wanted)
         tpl = self._templates.get(key)
         if tpl is None or not tpl.since <= now < tpl.until:
-            tpl = self.template(who, plan, names, now)
+            tpl = self.template(who, plan, names, now, model)
             self._templates[key] = _bounded(self._templates, tpl, TEMPLATES)
         ops = tpl.splice(tuple(cost.values()), amounts)
         return Prepared(who, plan, tpl.rules, ops, now, request_id, tpl.slot, tpl.shadow, (), tpl)
 
-    def template(self, who: Principal, plan: Plan, names: tuple[str, ...], now: int) -> Template:
+    def template(
+        self,
+        who: Principal,
+        plan: Plan,
+        names: tuple[str, ...],
+        now: int,
+        model: str | None = None,
+    ) -> Template:
         """The template of ``who``'s acquires of a cost naming ``names`` (validated meters and
-        aliases) around ``now``."""
+        aliases) for ``model`` around ``now``; ``plan`` is ``who``'s (``plan_of``)."""
         of = self.catalog.meter_of
         meters = {name: of(name) for name in names}
-        key = (plan.name, tuple(dict.fromkeys(meters.values())))
-        rules = self._selected.get(key)
-        if rules is None:
-            rules = tuple(r for r in self._rules[plan.name] if r.meter in key[1])
-            self._selected[key] = _bounded(self._selected, rules)
+        rules = self.selection.select(who, plan, tuple(dict.fromkeys(meters.values())), model)
         slot = self.account_slot(who.account)
         heads = tuple(self.rule_op(r, who, plan, slot, now, 0) for r in rules)
         return Template(plan, rules, slot, heads, positions(names, meters, rules))
+
+    def plan_of(self, who: Principal) -> Plan:
+        """The plan ``who`` is on, its overrides applied (``quota.overrides``)."""
+        return plan_of(self.catalog, who)
 
     def account_slot(self, account: str) -> str:
         slot = self._slots.get(account)
@@ -209,46 +233,6 @@ class Planner:
             slot = account_slot(account, self.secret)
             self._slots[account] = _bounded(self._slots, slot)
         return slot
-
-    @staticmethod
-    def wanted(model: str | None, features: Iterable[str] | None) -> frozenset[str] | None:
-        """The features a request asks for (None: none), after checking its arguments."""
-        if not (model is None or type(model) is str) or isinstance(features, str | bytes):
-            raise CostError(f"model must be a string and features a set of names: {model!r}")
-        try:
-            return frozenset(features) if features else None
-        except TypeError:
-            raise CostError(f"features must be a set of feature names, got {features!r}") from None
-
-    def entitlement(
-        self, plan: Plan, model: str | None, names: tuple[str, ...], wanted: frozenset[str] | None
-    ) -> Forbidden | None:
-        """(what, code, message) of the first entitlement ``plan`` lacks, or None."""
-        key = (plan.name, model, names, wanted)
-        if key in self._entitled:
-            return self._entitled[key]
-        found = self._entitlement(plan, model, names, wanted or frozenset())
-        self._entitled[key] = _bounded(self._entitled, found)
-        return found
-
-    def _entitlement(
-        self, plan: Plan, model: str | None, names: tuple[str, ...], features: frozenset[str]
-    ) -> Forbidden | None:
-        if model is not None and not self.catalog.allows_model(plan, model):
-            tier = self.catalog.tier_of(model)
-            msg = f"model {model!r} ({tier} tier) is not available on plan {plan.name!r}"
-            return "model", "model_not_allowed", msg
-        wanted = set(features)
-        wanted.update(
-            name
-            for name in names
-            if name in self.metered_features or self.catalog.meter_of(name) in self.metered_features
-        )
-        for feature in sorted(wanted):
-            if not self.catalog.allows_feature(plan, feature):
-                msg = f"{feature!r} is not available on plan {plan.name!r}"
-                return f"feature:{feature}", "feature_not_allowed", msg
-        return None
 
     @staticmethod
     def without_shadow(prep: Prepared, denied: tuple[str, ...]) -> Prepared:

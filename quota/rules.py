@@ -4,6 +4,7 @@ access and property calls are not free on a path that runs per request."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from math import gcd
 
 from .algorithms import Params
@@ -26,6 +27,8 @@ class Rule:
     code: str
     static: Params | None  # params that depend neither on time nor on the principal
     shadow: bool
+    models: tuple[str, ...] | None  # only requests for these models (ids, globs, tiers)
+    held: int  # capacity held back from this plan for higher priorities (``Limit.reserve``)
 
 
 def static_params(limit: Limit) -> Params | None:
@@ -57,7 +60,15 @@ def rule_of(lim: Limit) -> Rule:
         lim.code,
         static_params(lim),
         lim.shadow,
+        None if lim.models is None else tuple(lim.models),
+        lim.held,
     )
+
+
+def for_model(entries: tuple[str, ...], model: str, tier: str) -> bool:
+    """Whether a request for ``model`` (of ``tier``) meets a limit on ``entries``: a tier, a
+    model id or a glob, matched as plan entitlements are (``Catalog.allows_model``)."""
+    return any(e == tier or fnmatchcase(model, e) for e in entries)
 
 
 def window_of(rule: Rule, params: Params) -> tuple[int, int] | None:

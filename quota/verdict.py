@@ -23,6 +23,8 @@ from .states import LimitState
 #: The failure policy's refusal: the store cannot be reached and a limit fails closed.
 UNAVAILABLE_STATUS = 503
 UNAVAILABLE_CODE = "quota_unavailable"
+#: A denial by a limit's share held back for higher-priority plans (the whole would admit).
+RESERVED_CODE = "capacity_reserved"
 
 Triple = tuple[Rule, Op, Outcome]
 
@@ -91,8 +93,9 @@ class Verdicts:
         # The denial that binds longest: "never" beats any finite retry.
         worst = max(denying, key=lambda s: float("inf") if s.retry_after is None else s.retry_after)
         retry = None if any(s.retry_after is None for s in denying) else worst.retry_after
-        limit = next(r.limit for r in prep.rules if r.name == worst.name)
-        return Decision(
+        i = next(i for i, r in enumerate(prep.rules) if r.name == worst.name)
+        rule = prep.rules[i]
+        denial = Decision(
             allowed=False,
             principal=prep.who,
             now=prep.now / 1000,
@@ -103,10 +106,38 @@ class Verdicts:
             denied_by=worst.name,
             retry_after=retry,
             code=worst.code,
-            message=message(prep.plan, limit, retry),
+            message=message(prep.plan, rule.limit, retry),
             source=verdict.source,
             shadow_denied=prep.shadow_denied,
         )
+        if rule.held and reserve_decided(rule, worst.remaining, prep.ops[i].cost):
+            return reserved(prep, denial)
+        return denial
+
+    def probe(self, prep: Prepared, decision: Decision | Prepared) -> Op | None:
+        """The read that tells a denial by a limit held back for higher priorities apart, when
+        what the engine answered cannot: nothing of the open share remains and the cost fits
+        in the held part. The op of that limit with its whole capacity, to peek (its outcome
+        admits when the whole would have: ``reserved``); None when no read is needed."""
+        if not isinstance(decision, Decision) or decision.allowed or decision.source != "engine":
+            return None
+        for rule, op in zip(prep.rules, prep.ops, strict=True):
+            if rule.name == decision.denied_by:
+                if not rule.held or decision.code == RESERVED_CODE:
+                    return None
+                state = next(s for s in decision.states if s.name == rule.name)
+                if reserve_decided(rule, state.remaining, op.cost) is not None:
+                    return None
+                return op._replace(params=(op.params[0] + rule.held, *op.params[1:]))
+        return None
+
+    @staticmethod
+    def told(prep: Prepared, decision: Decision | Prepared, whole: Outcome) -> Decision | Prepared:
+        """``decision`` after its ``probe``: the reserve's denial when the whole capacity
+        admits the cost (``whole``: the probe's outcome), else as it was."""
+        if whole.allowed and isinstance(decision, Decision):
+            return reserved(prep, decision)
+        return decision
 
     def blocked(self, prep: Prepared, index: int, block: Block) -> Decision:
         """The denial the block cache answers with: the remembered limit (the op at ``index``),
@@ -174,6 +205,27 @@ def store_unavailable(decision: Decision) -> Decision:
     )
 
 
+def reserve_decided(rule: Rule, remaining: int, cost: int) -> bool | None:
+    """Whether the denial of ``cost`` by the held-back ``rule`` (``remaining`` of its open
+    share left) would have been admitted without the reserve: used + cost within the whole
+    capacity. None when only a read of the whole can tell (nothing of the open share left, so
+    how far past it the usage is is unknown, and the cost fits in the held part)."""
+    if remaining > 0:
+        return cost - remaining <= rule.held
+    return None if cost <= rule.held else False
+
+
+def reserved(prep: Prepared, denial: Decision) -> Decision:
+    """``denial`` as the reserve's: code ``capacity_reserved``, a message that says how much
+    of the limit is open to the plan and that the rest is held for higher priorities."""
+    rule = next(r for r in prep.rules if r.name == denial.denied_by)
+    states = tuple(
+        s._replace(code=RESERVED_CODE) if s.name == rule.name else s for s in denial.states
+    )
+    text = message(prep.plan, rule.limit, denial.retry_after, reserved=True)
+    return denial.replace(code=RESERVED_CODE, message=text, states=states)
+
+
 def rule_state(r: Rule, op: Op, out: Outcome) -> LimitState:
     """The LimitState of one rule for one engine outcome."""
     window = r.window
@@ -197,8 +249,9 @@ def rule_state(r: Rule, op: Op, out: Outcome) -> LimitState:
     )
 
 
-def message(plan: Plan, limit: Limit, retry: float | None) -> str:
-    """What a denial by ``limit`` says to the caller."""
+def message(plan: Plan, limit: Limit, retry: float | None, reserved: bool = False) -> str:
+    """What a denial by ``limit`` says to the caller (``reserved``: the open share of a limit
+    held back for higher-priority plans is used, and the whole would have admitted it)."""
     if limit.message:
         return limit.message
     if limit.algorithm == "balance":
@@ -207,8 +260,31 @@ def message(plan: Plan, limit: Limit, retry: float | None) -> str:
         text = f"too many {limit.meter} in flight (at most {limit.amount})"
     elif limit.algorithm == "allowance":
         text = f"the one-time allowance {limit.name!r} ({limit.amount} {limit.meter}) is over"
+    elif limit.held:
+        return _held_message(plan, limit, retry, reserved)
     else:
         rate = limit.rate or f"{limit.amount}/{limit.period}"
         text = f"limit {limit.name!r} reached: {rate} {limit.meter}"
-    tail = f"; retry in {retry:.3f} s" if retry is not None else "; retrying will not help"
-    return f"{text} on plan {plan.name!r}{tail}"
+    return f"{text} on plan {plan.name!r}{_tail(retry)}"
+
+
+def _held_message(plan: Plan, limit: Limit, retry: float | None, reserved: bool) -> str:
+    """The denial of a limit whose reserve is held back from ``plan``."""
+    whole = limit.amount + limit.held
+    rate = limit.rate or f"{whole}/{limit.period}"
+    per = rate.split("/", 1)[1] if "/" in rate else rate.split(" per ", 1)[-1]
+    if reserved:
+        return (
+            f"limit {limit.name!r}: the {limit.amount:,} of {whole:,} {limit.meter}/{per.strip()}"
+            f" open to plan {plan.name!r} are used; the rest is reserved for higher-priority"
+            f" plans{_tail(retry)}"
+        )
+    return (
+        f"limit {limit.name!r} reached: {rate} {limit.meter} on plan {plan.name!r}"
+        f" ({limit.amount:,} of them open to it, the rest reserved for higher-priority"
+        f" plans){_tail(retry)}"
+    )
+
+
+def _tail(retry: float | None) -> str:
+    return f"; retry in {retry:.3f} s" if retry is not None else "; retrying will not help"

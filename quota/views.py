@@ -15,6 +15,7 @@ from .catalog import Catalog, Plan, Principal
 from .decision import LimitState
 from .limit import Limit
 from .limiter import AsyncLimiter, Limiter
+from .overrides import plan_of
 
 JSON = dict[str, Any]
 
@@ -29,7 +30,12 @@ def _iso(epoch_s: float) -> str:
 
 
 def _plan(plan: Plan) -> JSON:
-    return {"name": plan.name, "description": plan.description, "price": plan.price}
+    return {
+        "name": plan.name,
+        "description": plan.description,
+        "price": plan.price,
+        "priority": plan.priority,
+    }
 
 
 def _limit_state(s: LimitState, now: float) -> JSON:
@@ -119,16 +125,37 @@ def _rate(limit: Limit) -> JSON:
             out["window_seconds"] = None  # a calendar day/month: its length varies
             out["per"] = "billing month" if limit.anchor == "cycle" else limit.unit
     out["scope"] = limit.scope
+    if limit.models is not None:
+        out["models"] = list(limit.models)  # only requests for these models meet it
+    if limit.reserve is not None:  # ``limit`` above is what this plan may use of it
+        out["reserve"] = {
+            "share": limit.reserve.share,
+            "priority": limit.reserve.priority,
+            "held_back": limit.held,
+        }
+    if limit.shadow:
+        out["shadow"] = True
     return out
+
+
+def _plain(value: Any) -> Any:
+    """A principal's frozen overrides as plain JSON (dicts and lists)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def validate(catalog: Catalog, who: Principal | None) -> JSON:
     """Whether the key is valid (``who`` is None for an unknown key), its plan and what it may
     do: model tiers and ids, features (every feature a plan of the catalog names, as booleans)
-    and its limits as rates. Raises UnknownPlanError for a plan the catalog lacks."""
+    and its limits as rates, with the principal's overrides applied (and listed under
+    ``overrides``). Raises UnknownPlanError for a plan the catalog lacks, CatalogError for
+    overrides that do not fit it."""
     if who is None:
         return {"object": "validation", "valid": False}
-    plan = catalog.plan(who.plan)
+    plan = plan_of(catalog, who)
     tiers = sorted({info.tier for info in catalog.models.values()} | {catalog.default_tier})
     named = sorted({f for p in catalog.plans.values() for f in p.features} - {"*"})
     return {
@@ -145,4 +172,5 @@ def validate(catalog: Catalog, who: Principal | None) -> JSON:
             "success_only": plan.success_only,
             "limits": [_rate(lim) for lim in plan.limits],
         },
+        **({"overrides": _plain(who.overrides)} if who.overrides else {}),
     }

@@ -154,9 +154,21 @@ def test_demo_enterprise_unlimited_and_summary(demo: str) -> None:
     assert row(demo, "one 2M-token call")[6] == "unlimited"
     assert "2026-01-15T09:00:00Z" in demo
     assert (
-        demo.rstrip().splitlines()[-1] == "1,035 decisions, 7 denied (4 x 429, 2 x 403, 1 x 402)."
+        demo.rstrip().splitlines()[-1] == "1,038 decisions, 8 denied (5 x 429, 2 x 403, 1 x 402)."
     )
     assert len(demo.splitlines()) <= 40
+
+
+def test_demo_priority_keeps_shared_capacity_for_mega(demo: str) -> None:
+    lines = [re.split(r"\s{2,}", x.strip()) for x in demo.splitlines()]
+    scene = [
+        cells for cells in lines if cells[1:2] in (["gpt-5.5, 1.7M tok"], ["gpt-5.5, 20k tok"])
+    ]
+    assert [c[2:] for c in scene] == [
+        ["mega", "allowed", "200", "upstream", "upstream 300,000/2,000,000", "-"],
+        ["go", "reserved", "429", "upstream", "upstream 0/1,600,000", "59s"],  # 85% used
+        ["mega", "allowed", "200", "upstream", "upstream 280,000/2,000,000", "-"],
+    ]
 
 
 def test_demo_is_deterministic(demo: str) -> None:
@@ -184,7 +196,12 @@ def test_plans_zylo() -> None:
     basic = next(line for line in out.splitlines() if line.startswith("basic "))
     assert "10/min sliding, 7,200/day" in basic and "200,000/day" in basic
     enterprise = next(line for line in out.splitlines() if line.startswith("enterprise "))
-    assert enterprise.count("unlimited") == 2 and "$400.00 grant" in enterprise
+    assert enterprise.count("unlimited") == 1 and "$400.00 grant" in enterprise
+    # the shared upstream budget on premium models: 20% kept for mega and enterprise
+    assert "shadow 2,000,000/min sliding (global) for premium (20% kept for" in enterprise
+    go = next(line for line in out.splitlines() if line.startswith("go "))
+    assert "for premium, 1,600,000 open (20% kept for priority 10+)" in go
+    assert "Priority for shared capacity (others 0): mega 10, enterprise 10." in out
     assert "google_search + url_context -> one 'search' budget" in out
     assert re.search(r"claude-opus-4\.8\s+premium\s+\$15\.00/1M tok\s+\$75\.00/1M tok", out)
 
@@ -218,7 +235,8 @@ def test_check_good_files(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         f"ok: {path} (2 plans, 5 limits)",
-        "ok: zylo (5 plans, 25 limits)",
+        "ok: zylo (5 plans, 29 limits; 4 per-model; 4 with a reserve;"
+        " priorities: mega 10, enterprise 10)",
     ]
 
 

@@ -3,8 +3,9 @@
 The memory engine runs the pure Python functions of ``quota.algorithms``; a real Redis, a real
 Cluster of three masters and fakeredis run their Lua transcription. With explicit clocks (moving
 forward, standing still, stepping back a little), several principals and plans, all seven
-algorithms, per-key and global scopes, they must give identical decisions, settle results,
-peeks and top-ups, and store identical states.
+algorithms, per-key and global scopes and limits of groups (an org's daily cap and pooled
+credits, a team's token rate, shared by accounts of several plans), they must give identical
+decisions, settle results, peeks and top-ups, and store identical states.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ DIFF: dict[str, Any] = {
     "name": "diff",
     "meters": {"names": ["requests", "tokens", "credits", "tool"], "aliases": {"tool_x": "tool"}},
     "usage": {"history_days": 2},  # the history algorithm on every meter; 2-day steps prune
+    "groups": ["org", "team"],
     "plans": {
         "a": {
             "timezone": "Asia/Kathmandu",
@@ -52,6 +54,20 @@ DIFF: dict[str, Any] = {
                 {"name": "plat", "meter": "tokens", "rate": "400/minute", "scope": "global"},
                 {"name": "tool", "meter": "tool", "rate": "3/10 seconds", "scope": "key"},
                 {"name": "wallet", "meter": "credits", "algorithm": "balance", "grant": 500},
+                {
+                    "name": "org_day",
+                    "meter": "requests",
+                    "algorithm": "calendar",
+                    "rate": "20/day",
+                    "scope": "org",
+                },
+                {
+                    "name": "pool",
+                    "meter": "credits",
+                    "algorithm": "balance",
+                    "grant": 300,
+                    "scope": "org",
+                },
                 {
                     "name": "conc",
                     "meter": "requests",
@@ -86,6 +102,20 @@ DIFF: dict[str, Any] = {
                 },
                 {"name": "plat", "meter": "tokens", "rate": "400/minute", "scope": "global"},
                 {"name": "wallet", "meter": "credits", "algorithm": "balance", "grant": 100},
+                {
+                    "name": "pool",
+                    "meter": "credits",
+                    "algorithm": "balance",
+                    "grant": 300,
+                    "scope": "org",
+                },
+                {
+                    "name": "team_tpm",
+                    "meter": "tokens",
+                    "rate": "500/minute",
+                    "precision": 4,
+                    "scope": "team",
+                },
             ],
         },
     },
@@ -94,11 +124,15 @@ CATALOG = quota.Catalog.load(DIFF)
 ALGORITHMS = {lim.name: lim.algorithm for p in CATALOG.plans.values() for lim in p.limits}
 ALGORITHMS |= {f"@{meter}": "history" for meter in CATALOG.meter_names}  # usage history
 CYCLE = START - dt.timedelta(hours=20)
+ACME, BETA, TEAM = {"org": "org-acme"}, {"org": "org-beta"}, {"team": "team-ml"}
 PRINCIPALS = [
-    quota.Principal(account="acct-A", plan="a", key="sk-1"),
-    quota.Principal(account="acct-A", plan="a", key="sk-2"),
-    quota.Principal(account="acct-{B}", plan="b", key="sk-1", cycle_start=CYCLE),
-    quota.Principal(account="acct-C", plan="a", key="sk-3"),
+    quota.Principal(account="acct-A", plan="a", key="sk-1", groups=ACME),
+    quota.Principal(account="acct-A", plan="a", key="sk-2", groups=ACME),
+    quota.Principal(
+        account="acct-{B}", plan="b", key="sk-1", cycle_start=CYCLE, groups=ACME | TEAM
+    ),
+    quota.Principal(account="acct-C", plan="a", key="sk-3", groups=BETA),
+    quota.Principal(account="acct-D", plan="b", cycle_start=CYCLE, groups=BETA | TEAM),
 ]
 
 who = st.integers(0, len(PRINCIPALS) - 1)
@@ -126,7 +160,7 @@ step = st.one_of(
     st.tuples(st.just("peek"), who),
     st.tuples(st.just("usage"), who),
     st.tuples(st.just("reset"), who, st.booleans()),
-    st.tuples(st.just("top_up"), who, st.integers(1, 400)),
+    st.tuples(st.just("top_up"), who, st.integers(1, 400), st.sampled_from(["credits", "pool"])),
 )
 
 
@@ -155,8 +189,8 @@ def play(lim: quota.Limiter, clock: FakeClock, steps: list[tuple[Any, ...]]) -> 
                 out.append(lim.usage(PRINCIPALS[s[1]], days=2))
             elif s[0] == "reset":
                 out.append(lim.reset(PRINCIPALS[s[1]], include_balance=s[2]))
-            else:
-                out.append(lim.top_up(PRINCIPALS[s[1]], "credits", s[2]))
+            else:  # a meter's first balance, or a balance by name (an org's pool)
+                out.append(lim.top_up(PRINCIPALS[s[1]], s[3] if s[3:] else "credits", s[2]))
         except quota.QuotaError as exc:
             out.append((type(exc).__name__, str(exc)))
     return out
@@ -217,7 +251,8 @@ def check_same(steps: list[tuple[Any, ...]], engines: Engines) -> dict[str, Any]
 
 def _check_keyspace(backend: RedisBackend) -> None:
     """No raw account id or API key in any key or value; a TTL on every key but balances."""
-    raw = {p.account for p in PRINCIPALS} | {p.key or "" for p in PRINCIPALS}
+    raw = {p.account for p in PRINCIPALS} | {p.key for p in PRINCIPALS if p.key}
+    raw |= {name for p in PRINCIPALS for name in p.groups.values()}
     client = backend.client
     for key in client.scan_iter(match=f"{backend.layout.prefix}:*", count=1000):
         kind = client.type(key)

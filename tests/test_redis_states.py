@@ -257,7 +257,7 @@ def test_old_text_states_turn_binary_when_written(client: redis.Redis) -> None:
     backend = RedisBackend(client, prefix=f"old{next(_prefixes)}")
     clock = FakeClock()
     lim = quota.Limiter(CATALOG, backend, clock=clock)
-    who = quota.Principal(account="acct-T", plan="a", key="sk-1")
+    who = quota.Principal(account="acct-T", plan="a", key="sk-1", groups={"org": "org-t"})
     assert lim.acquire(who, {"requests": 1, "tokens": 10}).allowed  # "conc": one lease of 2
     clock.advance_ms(700)
     assert _to_text(backend) >= 2  # rpm, conc and the usage history at least

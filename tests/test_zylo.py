@@ -52,6 +52,7 @@ def test_catalog_matches_the_table(zylo: quota.Catalog) -> None:
         "search": 10,
         "web_extract": 10,
         "credits": 10_000_000,
+        "upstream": 1_600_000,  # premium tokens of every account: 20% held for mega and up
     }
     assert caps["pro"]["rpd"] == 43_200
     assert caps["pro"]["tpd"] == 1_000_000
@@ -65,7 +66,9 @@ def test_catalog_matches_the_table(zylo: quota.Catalog) -> None:
         "code_execution": 20,
         "web_extract": 10,
         "credits": 400_000_000,
+        "upstream": 2_000_000,
     }
+    assert caps["pro"]["upstream"] == 1_600_000 and caps["mega"]["upstream"] == 2_000_000
     assert zylo.tier_of("gpt-5.5") == "premium"
     assert zylo.tier_of("claude-opus-4.8") == "premium"
     assert zylo.tier_of("gemini-3.1-pro-preview") == "premium"

@@ -16,6 +16,7 @@ from ..backends.urls import redact
 from ..catalog import Catalog, Principal
 from ..decision import Decision
 from ..errors import QuotaError
+from ..keys import GLOBAL_SLOT
 from ..limiter import Limiter
 from ..states import LimitState, binding
 from .exits import EXIT_OK
@@ -111,6 +112,8 @@ class Demo:
         else:
             retry = "never" if decision.retry_after is None else seconds(decision.retry_after)
         verdict = "allowed" if decision.allowed else "denied"
+        if decision.code == "capacity_reserved":  # the open share is used; the rest is kept
+            verdict = "reserved"
         self._row(what, who, verdict, str(decision.status), limit, left, retry)
         return decision
 
@@ -146,6 +149,7 @@ class Demo:
         self.prepaid_credits(self.who("dave", "go"))
         self.unlimited(self.who("erin", "enterprise"))
         self.daily_tokens(self.who("frank", "basic"))
+        self.priority(self.who("grace", "mega"), self.who("heidi", "go"))
 
     def sliding_window(self, alice: Principal) -> None:
         """alice on basic: ten requests a minute, the eleventh denied until a slot frees."""
@@ -229,6 +233,20 @@ class Demo:
         over = self.call(frank, "chat, 60,000 tok", {"requests": 1, "tokens": 60_000})
         self.wait(over.retry_after or 0)
         self.call(frank, "same, next UTC day", {"requests": 1, "tokens": 60_000}, show="tpd")
+
+    def priority(self, grace: Principal, heidi: Principal) -> None:
+        """grace on mega, heidi on go: premium tokens share one upstream budget of 2,000,000 a
+        minute, 20% of it kept for priority plans; at 85% mega is admitted, go refused."""
+        self.rows.append(
+            Section("priority: 2M premium tok/min shared, 20% kept for mega (grace, heidi)")
+        )
+        self.limiter.backend.reset([(GLOBAL_SLOT, "upstream")])  # shared: forget other runs'
+        self.wait(1)
+        big, small = {"requests": 1, "tokens": 1_700_000}, {"requests": 1, "tokens": 20_000}
+        self.call(grace, "gpt-5.5, 1.7M tok", big, model="gpt-5.5", show="upstream")
+        self.wait(1)
+        self.call(heidi, "gpt-5.5, 20k tok", small, model="gpt-5.5")
+        self.call(grace, "gpt-5.5, 20k tok", small, model="gpt-5.5", show="upstream")
 
     def report(self) -> str:
         """The title, the table and the one-line summary (about 105 columns wide: wrapping its

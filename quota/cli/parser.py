@@ -52,6 +52,12 @@ def add_catalog_commands(sub: Subparsers[argparse.ArgumentParser]) -> None:
     )
     check = sub.add_parser("check", help="validate plan files")
     check.add_argument("files", nargs="+", metavar="FILE", help="plan files to validate")
+    check.add_argument(
+        "--keys",
+        metavar="KEYS_FILE",
+        help="also validate a keys file (as quota serve --keys reads it) against each plan file:"
+        " plans and per-account overrides (custom deals)",
+    )
 
 
 def add_serve(sub: Subparsers[argparse.ArgumentParser]) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from ..catalog import Catalog, Plan
 from ..errors import QuotaError
 from ..limit import Limit
+from ..overrides import plan_of
 from .exits import EXIT_LIMITED, EXIT_OK
 from .tables import Row, dollars, render, terminal_width
 
@@ -46,11 +47,21 @@ def describe(limit: Limit) -> str:
         unit = limit.unit if limit.months <= 1 else f"{limit.months} {limit.unit}s"
         text = f"{limit.amount:,}/{unit}" + (" from cycle start" if limit.anchor == "cycle" else "")
     else:
-        text = f"{limit.amount:,}/{per(limit.period_ms)} {_KIND[algo]}"
+        text = f"{limit.amount + limit.held:,}/{per(limit.period_ms)} {_KIND[algo]}"
         if limit.burst is not None:
             text += f" (burst {limit.burst:,})"
     if limit.scope != "account":
-        text += f" per {limit.scope}" if limit.scope == "key" else " (global)"
+        text += " (global)" if limit.scope == "global" else f" per {limit.scope}"
+    return ("shadow " if limit.shadow else "") + text + _deal_terms(limit)
+
+
+def _deal_terms(limit: Limit) -> str:
+    """What a limit adds for deals: the models it is for, the share it holds back for
+    higher priorities (and what this plan may use of it when held back from it)."""
+    text = f" for {', '.join(limit.models)}" if limit.models is not None else ""
+    if limit.reserve is not None:
+        held = f"({limit.reserve.share:.0%} kept for priority {limit.reserve.priority}+)"
+        text += f", {limit.amount:,} open {held}" if limit.held else f" {held}"
     return text
 
 
@@ -108,6 +119,7 @@ def show_plans(catalog: Catalog, width: int | None) -> str:
     out += [f"  {' + '.join(names)} -> one {target!r} budget" for target, names in groups.items()]
     if not groups:
         out.append("  none")
+    out += _priorities(catalog)
     out += ["", f"Model tiers (any model not listed: {catalog.default_tier!r}):"]
     if catalog.models:
         tiers = [
@@ -119,6 +131,37 @@ def show_plans(catalog: Catalog, width: int | None) -> str:
     else:
         out.append("  none listed")
     return "\n".join(out)
+
+
+def _priorities(catalog: Catalog) -> list[str]:
+    """The plans' priorities for shared capacity, when a plan has one or a limit a reserve."""
+    ranked = [p for p in catalog.plans.values() if p.priority]
+    reserves = any(lim.reserve for p in catalog.plans.values() for lim in p.limits)
+    if not ranked and not reserves:
+        return []
+    listed = ", ".join(f"{p.name} {p.priority}" for p in ranked) or "none"
+    return [
+        "",
+        f"Priority for shared capacity (others 0): {listed}.",
+        "  A limit's reserve holds a share of it for plans of at least its priority.",
+    ]
+
+
+def deal_summary(catalog: Catalog) -> str:
+    """What a catalog uses of deals, for ``quota check``: "; 4 per-model, 4 with a reserve;
+    priorities: mega 10; groups: org" ("" when nothing)."""
+    limits = [lim for plan in catalog.plans.values() for lim in plan.limits]
+    parts = []
+    if modeled := sum(lim.models is not None for lim in limits):
+        parts.append(f"{modeled} per-model")
+    if reserved := sum(lim.reserve is not None for lim in limits):
+        parts.append(f"{reserved} with a reserve")
+    ranked = [f"{p.name} {p.priority}" for p in catalog.plans.values() if p.priority]
+    if ranked:
+        parts.append(f"priorities: {', '.join(ranked)}")
+    if catalog.groups:
+        parts.append(f"groups: {', '.join(catalog.groups)}")
+    return "".join(f"; {part}" for part in parts)
 
 
 def _per_million(price: int) -> str:
@@ -142,5 +185,28 @@ def cmd_check(args: argparse.Namespace) -> int:
             status = EXIT_LIMITED
             continue
         nlimits = sum(len(plan.limits) for plan in catalog.plans.values())
-        print(f"ok: {path} ({len(catalog.plans)} plans, {nlimits} limits)")
+        print(f"ok: {path} ({len(catalog.plans)} plans, {nlimits} limits{deal_summary(catalog)})")
+        if args.keys:
+            status = max(status, check_keys(args.keys, catalog))
     return status
+
+
+def check_keys(path: str, catalog: Catalog) -> int:
+    """Validate a keys file (``quota serve --keys``) against ``catalog``: every account's plan
+    and overrides; prints each deal (the limits its overrides change) or the error."""
+    from .serve import load_keys  # only here: serve imports what only it needs
+
+    try:
+        keys = load_keys(path, catalog)
+    except QuotaError as exc:
+        print(f"quota: error: {exc}", file=sys.stderr)
+        return EXIT_LIMITED
+    deals = [who for who in keys.values() if who.overrides]
+    print(f"ok: {path} ({len(keys)} keys, {len(deals)} with overrides)")
+    for who in deals:
+        plan = plan_of(catalog, who)
+        changed = ", ".join(
+            f"{lim.name} {describe(lim)}" for lim in plan.limits if lim.name in who.overrides
+        )
+        print(f"  account {who.account!r} on {who.plan}: {changed}")
+    return EXIT_OK

@@ -20,10 +20,11 @@ from ..asgi.middleware import QuotaMiddleware
 from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..backends.urls import redact
 from ..catalog import Catalog, Principal
-from ..errors import ConfigError
+from ..errors import CatalogError, ConfigError
 from ..keys import ENV_SECRET, secret_from_env
 from ..limiter import AsyncLimiter
 from ..metrics import PrometheusMetrics, with_metrics
+from ..overrides import plan_of
 from .upstream import DEFAULT_MODELS, StandInUpstream
 
 if sys.version_info >= (3, 11):
@@ -43,8 +44,9 @@ def demo_keys(catalog: Catalog, now: dt.datetime) -> dict[str, Principal]:
 
 
 def load_keys(path: str | Path, catalog: Catalog) -> dict[str, Principal]:
-    """API keys from a TOML or JSON file: ``{key: {account, plan, cycle_start?}}``, at the top
-    level or under ``keys``. ConfigError naming the file and the entry on any problem."""
+    """API keys from a TOML or JSON file: ``{key: {account, plan, cycle_start?, groups?,
+    overrides?}}``, at the top level or under ``keys``. ConfigError naming the file and the
+    entry on any problem (overrides are checked against the plan)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -76,6 +78,10 @@ def load_keys(path: str | Path, catalog: Catalog) -> dict[str, Principal]:
         if who.plan not in catalog.plans:
             known = ", ".join(sorted(catalog.plans))
             raise ConfigError(f"{where}: unknown plan {who.plan!r}; this catalog has: {known}")
+        try:
+            plan_of(catalog, who)  # overrides (a custom deal) checked against the plan
+        except CatalogError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         keys[key] = who
     return keys
 

@@ -22,6 +22,7 @@ from importlib import resources
 from typing import Any
 
 from ...algorithms import Outcome
+from ...keys import GLOBAL_SLOT
 from ..base import Op, Verdict
 from .records import Record, decode_record, encode_record
 from .stored import CODES, decode_state
@@ -169,6 +170,36 @@ class Layout:
     def records_pattern(self) -> str:
         """A SCAN pattern matching every reservation record of this layout."""
         return self.pattern(f"{_RECORD}*")
+
+
+#: Joins the slots a record's ``linked`` names (no slot name holds a dot: see quota.keys).
+_JOIN = "."
+#: Starts the ``linked`` of a one-server record: the group slots its call spanned.
+_SPANNED = "="
+
+
+def linked(slots: Sequence[str], later: Sequence[str]) -> str:
+    """What a reservation record written by a call over ``slots`` keeps as ``linked``, the
+    other slots of its decision: on one server, ``=`` and the group slots the call spans
+    beyond the account's and the global one (a settle must pass their keys: the script
+    answers 2 and them until it does); on Cluster, the slots of the ``later`` calls, which
+    the account's record settles too (and a call with later ones keeps undo images)."""
+    if len(slots) > 2:
+        return _SPANNED + _JOIN.join(slots[2:])
+    return _JOIN.join(later)
+
+
+def linked_slots(links: str) -> list[str]:
+    """The later slots a Cluster record's ``linked`` names (the ``1`` of older records: the
+    global slot)."""
+    if not links or links.startswith(_SPANNED):
+        return []
+    return [GLOBAL_SLOT] if links == "1" else links.split(_JOIN)
+
+
+def spanned_slots(links: str) -> list[str]:
+    """The group slots a one-server record's ``linked`` (``=...``) names."""
+    return links[1:].split(_JOIN) if links.startswith(_SPANNED) else []
 
 
 @dataclass(frozen=True, slots=True)

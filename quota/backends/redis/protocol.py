@@ -2,12 +2,14 @@
 
 Each decision flow yields ``(keys, args)`` for one script call and receives its reply, so the
 same logic drives a blocking client and an asyncio one (and the asyncio auto-batcher). On one
-server a decision is ONE call, even with ``global`` limits (a plain server runs a script over
-any keys). On Cluster, where a script sees one hash slot, a decision spanning the account's
-slot and the global slot runs the ordered reserve-then-release protocol: the account's call
-first, then the global one; when a later call denies, the earlier ones are undone (their states
-put back exactly when nothing touched them since, else released), so the caller still sees one
-all-or-nothing decision. Reading states (``read_states``, ``dump``) yields plain commands.
+server a decision is ONE call, even with ``global`` limits and limits of the principal's groups
+(a plain server runs a script over any keys): its slots are the account's, the global one, then
+each group's. On Cluster, where a script sees one hash slot, a decision spanning several slots
+runs the ordered reserve-then-release protocol: one call per slot, the account's first, then the
+others in the order of the ops; when a later call denies, the earlier ones are undone (their
+states put back exactly when nothing touched them since, else released), so the caller still
+sees one all-or-nothing decision. Reading states (``read_states``, ``dump``) yields plain
+commands. A reservation record names the other slots of its decision (``codec.linked``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ...algorithms import Charge, Outcome, State
 from ...keys import GLOBAL_SLOT
 from ..base import Op, Verdict
 from ..planned import PlannedOps
+from . import codec
 from .codec import CODES, FAST, Arg, Command, Group, Layout, decode_state, outcomes, verdict
 
 Result = TypeVar("Result")
@@ -41,7 +44,8 @@ def _actual(actual: Mapping[str, int] | None) -> tuple[str, list[Arg]]:
 
 
 def _home(slots: Sequence[str]) -> str:
-    """The account slot among ``slots`` (the global slot when there is none)."""
+    """The slot a call over ``slots`` is addressed from: the first one that is not global
+    (the account's, where there is one), else the global slot."""
     return next((s for s in slots if s != GLOBAL_SLOT), GLOBAL_SLOT)
 
 
@@ -54,15 +58,15 @@ class Protocol:
 
     def slot_sets(self, slot: str, others: Iterable[str]) -> list[tuple[str, ...]]:
         """The slots of each call, the account's slot (``slot``) first: on one server, one
-        call over the account's stores and the global ones; on Cluster, one per slot."""
+        call over the account's stores, the global ones, then each group's (in the order
+        met); on Cluster, one call per slot."""
         slots = list(dict.fromkeys([slot, *others]))
         if self.cluster:
             return [(s,) for s in slots]
-        home = slot if slot != GLOBAL_SLOT else next(iter(slots[1:]), GLOBAL_SLOT)
-        both = (home,) if home == GLOBAL_SLOT else (home, GLOBAL_SLOT)
-        if not set(slots) <= set(both):
-            raise ValueError(f"one decision spans unrelated slots: {slots}")
-        return [both]
+        home = _home(slots)
+        if home == GLOBAL_SLOT:
+            return [(GLOBAL_SLOT,)]
+        return [(home, GLOBAL_SLOT, *(s for s in slots if s != home and s != GLOBAL_SLOT))]
 
     def groups(self, slot: str, ops: Sequence[Op]) -> list[Group]:
         """The calls ``ops`` need (see ``slot_sets``), each with its ops."""
@@ -151,8 +155,8 @@ class Protocol:
                 keys, fast = group.fast(self.layout)
                 reply = yield keys, [FAST, now, *fast]
             else:
-                linked = "1" if i + 1 < len(groups) else ""
-                args: list[Arg] = ["acquire", now, ttl_ms, linked, *group.args()]
+                links = codec.linked(group.slots, [g.slots[0] for g in groups[i + 1 :]])
+                args: list[Arg] = ["acquire", now, ttl_ms, links, *group.args()]
                 reply = yield group.keys(self.layout, record), args
             v = verdict(reply, [op.field for op in group.ops])
             pairs = list(zip(v.fields, v.outcomes, strict=True))
@@ -206,14 +210,21 @@ class Protocol:
     def settle(
         self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
     ) -> Flow[bool]:
+        """Settle the record in the account's ``slot``, then on Cluster those it links; on
+        one server, a record that spanned group slots answers 2: again with their keys."""
         word, amounts = _actual(actual)
         group = self.groups(slot, [])[0]
         record = self.layout.record(slot, slot, request_id)
-        ok, linked = yield group.keys(self.layout, record), ["settle", now, word, *amounts]
-        if ok and linked and self.cluster:
-            other = Group((GLOBAL_SLOT,), ())
-            record = self.layout.record(GLOBAL_SLOT, slot, request_id)
-            yield other.keys(self.layout, record), ["settle", now, word, *amounts]
+        ok, links = yield group.keys(self.layout, record), ["settle", now, "", word, *amounts]
+        if ok == 2:  # one server: the call spanned these group slots too
+            group = Group((*group.slots, *codec.spanned_slots(links)), ())
+            args: list[Arg] = ["settle", now, links, word, *amounts]
+            ok, links = yield group.keys(self.layout, record), args
+        if ok and self.cluster:
+            for other in codec.linked_slots(links):
+                record = self.layout.record(other, slot, request_id)
+                args = ["settle", now, "", word, *amounts]
+                yield Group((other,), ()).keys(self.layout, record), args
         return bool(ok)
 
     def settle_charges(

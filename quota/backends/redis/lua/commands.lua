@@ -2,14 +2,17 @@
 --
 -- KEYS[1] is the reservation record; KEYS[1 + s] is store s: 1 = the slot's hash of windowed
 -- states (its TTL follows the latest expiry written), 2 = the slot's persistent hash (balances).
--- Stores 3 and 4 are the global slot's, passed when it shares the server (not on Cluster).
--- After every slot's pair come the slots' usage-history hashes, one per slot, in order.
+-- Stores 3 and 4 are the global slot's, passed when it shares the server (not on Cluster),
+-- then a pair per group slot the call spans (org, team...). After every slot's pair come the
+-- slots' usage-history hashes, one per slot, in order. Every command addresses stores by these
+-- numbers only, so a call over any number of slots runs the same code.
 -- ARGV[1] names the command; the layouts are written by quota/backends/redis/codec.py.
 
 -- K and A are the keys and arguments of the command being run: KEYS and ARGV, or one call's
 -- share of them inside a batch.
 local K, A = KEYS, ARGV
 bind_states()
+local SPANNED = 61 -- "=": a one-server record's linked, naming the group slots it spanned
 
 local function split(s, sep)
   local out, from = {}, 1
@@ -140,6 +143,8 @@ end
 -- Record: "expires,open,linked;charge;charge...[#image!image...]", a charge being
 -- "store,field,code,params,anchor,amount,meter,remaining,reset,retry" and an image
 -- "store|field|before|after" (kept only when a later slot may have to undo this one).
+-- linked: "" alone; on Cluster the later calls' slots ("."-joined; "1" of old: the global
+-- slot); on one server "=" and the group slots the call spanned (a settle needs their keys).
 -- quota/backends/redis/codec.py reads and writes the same format (Record: secret rotation).
 local function parse_record(rec)
   local sections = split(rec, "#")
@@ -188,7 +193,7 @@ local function cmd_acquire()
       fmt(op.cost), op.meter, fmt(o[2]), fmt(o[3]), fmt(o[4])}, ",")
   end
   local record = table.concat(parts, ";")
-  if linked ~= "" then
+  if linked ~= "" and string.byte(linked) ~= SPANNED then
     local images = {}
     for i, op in ipairs(ops) do
       local after = as_text(redis.call("HGET", key_of(op), op.field) or "")
@@ -229,13 +234,17 @@ local function actual_from(mode, at)
   return actual
 end
 
+-- A[3]: the group slots the caller passed keys for ("" or "=" and the slots); a record
+-- whose call spanned others answers 2 and them, changing nothing: the caller asks again.
 local function cmd_settle()
   local now = tonumber(A[2])
   local rec = redis.call("GET", K[1])
   if not rec then return {0, ""} end
   local r = parse_record(rec)
   if r.expires <= now or not r.open then return {0, ""} end
-  settle_charges(now, r, actual_from(A[3], 4))
+  local spanned = string.byte(r.linked) == SPANNED and r.linked or ""
+  if spanned ~= A[3] then return {2, spanned} end
+  settle_charges(now, r, actual_from(A[4], 5))
   local closed = string.gsub(rec, "^([^,]*),1,", "%1,0,", 1)
   redis.call("SET", K[1], closed, "KEEPTTL")
   return {1, r.linked}
