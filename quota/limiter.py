@@ -149,10 +149,13 @@ class Limiter(LimiterBase[Backend]):
         pairs = self._peek_ops(who, model)
         return self._states(pairs, self.backend.peek(self._now(), [op for _, op in pairs]))
 
-    def reset(self, who: Principal, *, include_balance: bool = False) -> None:
-        """Forget the account's usage (and, only when asked, its prepaid balance)."""
+    def reset(
+        self, who: Principal, *, include_balance: bool = False, include_groups: bool = False
+    ) -> None:
+        """Forget the account's usage (and, only when asked, its prepaid balance, and what
+        its groups share with every member)."""
         self._forget_account(who)
-        self.backend.reset(self._reset_targets(who, include_balance))
+        self.backend.reset(self._reset_targets(who, include_balance, include_groups))
 
     def top_up(self, who: Principal, meter: str, amount: int) -> int:
         """Add ``amount`` to the principal's balance on ``meter``; return the new balance."""
@@ -295,9 +298,11 @@ class AsyncLimiter(LimiterBase[AsyncBackend]):
         pairs = self._peek_ops(who, model)
         return self._states(pairs, await self.backend.peek(self._now(), [op for _, op in pairs]))
 
-    async def reset(self, who: Principal, *, include_balance: bool = False) -> None:
+    async def reset(
+        self, who: Principal, *, include_balance: bool = False, include_groups: bool = False
+    ) -> None:
         self._forget_account(who)
-        await self.backend.reset(self._reset_targets(who, include_balance))
+        await self.backend.reset(self._reset_targets(who, include_balance, include_groups))
 
     async def top_up(self, who: Principal, meter: str, amount: int) -> int:
         self._forget_account(who)

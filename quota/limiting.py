@@ -238,15 +238,19 @@ class LimiterBase(Generic[B]):
             and self.planner.selection.meets(lim, model)
         ]
 
-    def _reset_targets(self, who: Principal, include_balance: bool) -> list[tuple[str, str]]:
-        """Every field the catalog may have stored for this account (any plan it was on),
-        its per-key fields for its key and its groups' fields in their slots: a group's
-        windows are the principal's limits too (its balances, like the account's, only with
-        ``include_balance``). Global limits are nobody's to reset."""
+    def _reset_targets(
+        self, who: Principal, include_balance: bool, include_groups: bool
+    ) -> list[tuple[str, str]]:
+        """Every field the catalog may have stored for this account (any plan it was on) and
+        its per-key fields for its key; with ``include_groups`` its groups' fields too, which
+        every member shares. Balances only with ``include_balance``; global limits are
+        nobody's to reset."""
         out: set[tuple[str, str]] = set()
         for plan in self.catalog.plans.values():
             for lim in plan.limits:
                 if lim.algorithm == "balance" and not include_balance:
+                    continue
+                if lim.scope not in ("account", "key") and not include_groups:
                     continue
                 slot = self._slot_of(who, lim) if lim.scope != "global" else None
                 if slot is not None:

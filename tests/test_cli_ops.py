@@ -273,3 +273,39 @@ def test_unreachable_backend_exits_3() -> None:
         assert proc.returncode == 3, (args, proc.stderr)
         assert proc.stderr.startswith("quota: error: ") and "Traceback" not in proc.stderr
         assert "s3cret" not in proc.stderr + proc.stdout
+
+
+ORG_PLANS = """
+name = "orgs"
+groups = ["org"]
+[plans.seat]
+limits = [
+  { name = "rpd", meter = "requests", rate = "100/day", algorithm = "calendar" },
+  { name = "org_rpd", meter = "requests", rate = "10/day", algorithm = "calendar", scope = "org" },
+  { name = "pool", meter = "credits", algorithm = "balance", grant = 1000, scope = "org" },
+]
+"""
+
+
+def test_commands_reach_an_accounts_groups(redis_url: str, tmp_path: Path) -> None:
+    """``--group org=acme``: usage shows the org's cap and pool, top-up fills the pool by
+    its limit's name, reset leaves what the org shares unless ``--include-groups``."""
+    plans = tmp_path / "orgs.toml"
+    plans.write_text(ORG_PLANS)
+    member = [quota.Principal(account=a, plan="seat", groups={"org": "acme"}) for a in ("a1", "a2")]
+    with quota.Limiter(str(plans), redis_url, block_cache=False) as gateway:
+        for who in (*member, member[1]):
+            assert gateway.acquire(who, {"requests": 1, "credits": 100}).allowed
+        store = ("--catalog", str(plans), "--backend", redis_url, "--json")
+        who_a1 = ("a1", "--plan", "seat", "--group", "org=acme", *store)
+        assert _left(quota_cmd("usage", *who_a1)) == {"rpd": 99, "org_rpd": 7, "pool": 700}
+        top = quota_cmd("top-up", "a1", "--plan", "seat", "--group", "org=acme", "pool", "50",
+                        *store[:4])  # fmt: skip
+        assert top.returncode == 0, top.stderr
+        assert {s.name: s.remaining for s in gateway.peek(member[1])}["pool"] == 750
+        assert _left(quota_cmd("reset", *who_a1))["org_rpd"] == 7  # the org's count stays
+        after = _left(quota_cmd("reset", *who_a1, "--include-groups"))
+        assert after == {"rpd": 100, "org_rpd": 10, "pool": 750}  # the pool: balances kept
+        assert {s.name: s.remaining for s in gateway.peek(member[1])}["rpd"] == 98
+    bad = quota_cmd("usage", "a1", "--plan", "seat", "--group", "acme", *store)
+    assert bad.returncode == 2 and "KIND=NAME" in bad.stderr

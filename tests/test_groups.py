@@ -147,16 +147,19 @@ def test_a_principal_outside_the_group_gets_a_principal_error(clock: FakeClock) 
         assert lim.acquire(no_team, {"credits": 5}).allowed  # a cost the team limit ignores
 
 
-def test_reset_reaches_the_group_and_keeps_its_pool_unless_asked(
+def test_reset_reaches_the_group_only_when_asked_and_its_pool_only_with_balances(
     storage: str, clock: FakeClock
 ) -> None:
     with quota.Limiter(CATALOG, storage, clock=clock) as lim:
         a1, a2 = member("a1"), member("a2")
         for who in (a1, a2, a2):
             assert lim.acquire(who, {"requests": 1, "credits": 10}).allowed
-        lim.reset(a1)
+        lim.reset(a1)  # a1's own limits only: what the org shares stays
+        assert left(lim, a1)["rpd"] == ACCOUNT_DAY
+        assert left(lim, a2) == {"rpd": 3, "org_rpd": ORG_DAY - 3, "all": 997, "pool": POOL - 30}
+        lim.reset(a1, include_groups=True)
         assert left(lim, a2) == {"rpd": 3, "org_rpd": ORG_DAY, "all": 997, "pool": POOL - 30}
-        lim.reset(a1, include_balance=True)
+        lim.reset(a1, include_balance=True, include_groups=True)
         assert left(lim, a2)["pool"] == POOL
 
 
@@ -168,7 +171,7 @@ def test_the_block_cache_remembers_an_org_denial_for_every_member(clock: FakeClo
         d = lim.acquire(member("a9"), {"requests": 1})  # another member: the org's block
         assert (d.allowed, d.denied_by, d.source) == (False, "org_rpd", "cache")
         assert lim.acquire(member("b1", "beta"), {"requests": 1}).allowed  # not beta's
-        lim.reset(member("a1"))  # the org's windows reset: its block forgotten
+        lim.reset(member("a1"), include_groups=True)  # the org's windows: its block forgotten
         assert lim.acquire(member("a9"), {"requests": 1}).allowed
 
 

@@ -194,6 +194,39 @@ def test_the_middleware_serves_a_deal_from_its_resolver(
     assert asyncio.run(play()) == [200, 200, 429]
 
 
+def test_a_deal_that_does_not_fit_is_a_503_on_every_route(catalog: quota.Catalog) -> None:
+    """The resolver returned a principal whose overrides the catalog refuses: the gateway's
+    configuration is wrong, not the client's request; nothing reaches the app or is charged."""
+    import asyncio
+
+    import httpx
+
+    bad = quota.Principal(account="acct_bad", plan="basic", overrides={"rpd": "often"})
+    reached: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    limiter = quota.AsyncLimiter(catalog, "memory://")
+    mw = quota.QuotaMiddleware(app, limiter=limiter, resolve={"sk-bad": bad}.get, views=True)
+
+    async def play() -> list[tuple[int, str]]:
+        transport = httpx.ASGITransport(app=mw)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            auth = {"Authorization": "Bearer sk-bad"}
+            replies = [
+                await http.post("/v1/embeddings", json={"input": "x"}, headers=auth),
+                await http.get("/validate", headers=auth),
+                await http.get("/stats", headers=auth),
+            ]
+        return [(r.status_code, r.json()["error"]["code"]) for r in replies]
+
+    assert asyncio.run(play()) == [(503, "plan_unavailable")] * 3
+    assert reached == []
+
+
 # -- plan files and keys files --------------------------------------------------------------
 
 

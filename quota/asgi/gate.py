@@ -15,9 +15,10 @@ from typing import Any
 
 from ..backends.memory import MemoryBackend
 from ..catalog import Principal
-from ..errors import QuotaError
+from ..errors import CatalogError, QuotaError
 from ..headers import Snapshot, render_headers
 from ..limiter import AsyncLimiter, Limiter
+from ..overrides import plan_of
 from .identity import KeyCache, extract_key, unknown_key
 from .responses import unavailable
 from .types import RawHeaders
@@ -56,6 +57,14 @@ class Gate:
                 "quota: account %r is on plan %r, unknown to the catalog", who.account, who.plan
             )
             raise unavailable("this account's plan is not configured", "plan_unavailable")
+        if who.overrides:
+            try:
+                plan_of(self.catalog, who)  # checked once per deal, then cached
+            except CatalogError as exc:
+                log.error("quota: account %r has a deal that does not fit: %s", who.account, exc)
+                raise unavailable(
+                    "this account's plan is not configured", "plan_unavailable"
+                ) from None
         return who
 
     async def run(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -36,7 +36,13 @@ MEMORY_NOTE = (
 def principal(args: argparse.Namespace, catalog: Catalog) -> Principal:
     plan = args.plan or next(iter(catalog.plans))
     catalog.plan(plan)  # UnknownPlanError naming the known plans
-    return Principal(account=args.account, plan=plan, key=args.key, cycle_start=args.cycle_start)
+    return Principal(
+        account=args.account,
+        plan=plan,
+        key=args.key,
+        cycle_start=args.cycle_start,
+        groups=dict(args.group),
+    )
 
 
 def missing_cycle_start(who: Principal, catalog: Catalog) -> Limit | None:
@@ -140,8 +146,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
         who = principal(args, catalog)
         require_cycle_start(who, catalog)
         states = limiter.peek(who)
-        usage = getattr(limiter, "usage", None)
-        history = usage(who, days=args.days) if usage is not None else None
+        kept = catalog.usage.history_days  # 0: the catalog keeps no history
+        history = limiter.usage(who, days=min(args.days, kept)) if kept else None
     exhausted = limited(states)
     if args.json:
         doc = {
@@ -158,7 +164,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     print(f"account {who.account!r} on plan {who.plan!r} (catalog {catalog.name!r})")
     print(states_table(states) if states else "no limits on this plan")
     if history is None:
-        print("\nusage history: not available in this version of quota")
+        print(f"\nusage history: not kept (catalog {catalog.name!r} sets no [usage] history_days)")
     else:
         text = history_table(history)
         print(f"\nusage, last {args.days} days (idle days not shown):")
@@ -172,7 +178,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
     catalog, limiter = open_limiter(args)
     with limiter:
         who = principal(args, catalog)
-        limiter.reset(who, include_balance=args.include_balance)
+        limiter.reset(who, include_balance=args.include_balance, include_groups=args.include_groups)
         # The limits after the reset, for --json; null when the plan counts from a
         # cycle_start not given (the reset needs none: it forgets every window).
         states = None
@@ -183,6 +189,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
             "account": who.account,
             "reset": True,
             "include_balance": args.include_balance,
+            "include_groups": args.include_groups,
             "limits": None if states is None else [state_dict(s) for s in states],
         }
         print(json.dumps(doc, indent=2))

@@ -122,6 +122,11 @@ def add_reset(sub: Subparsers[argparse.ArgumentParser]) -> None:
     reset.add_argument(
         "--include-balance", action="store_true", help="also zero prepaid balances (credits)"
     )
+    reset.add_argument(
+        "--include-groups",
+        action="store_true",
+        help="also forget what the --group groups share (for every member of them)",
+    )
 
 
 def add_top_up(sub: Subparsers[argparse.ArgumentParser]) -> None:
@@ -209,6 +214,14 @@ def add_account_arguments(parser: argparse.ArgumentParser, plan_required: bool) 
     )
     parser.add_argument("--key", metavar="KEY", help="an API key of the account (per-key limits)")
     parser.add_argument(
+        "--group",
+        type=group,
+        action="append",
+        default=[],
+        metavar="KIND=NAME",
+        help="a group the account belongs to, e.g. org=acme (repeatable; group-scoped limits)",
+    )
+    parser.add_argument(
         "--cycle-start",
         type=timestamp,
         metavar="ISO",
@@ -225,6 +238,14 @@ def add_account_arguments(parser: argparse.ArgumentParser, plan_required: bool) 
 
 
 # -- argument types: each raises ArgumentTypeError, which argparse reports as a usage error ---
+
+
+def group(text: str) -> tuple[str, str]:
+    """``KIND=NAME`` as a (kind, name) pair."""
+    kind, sep, name = text.partition("=")
+    if not sep or not kind or not name:
+        raise argparse.ArgumentTypeError(f"expected KIND=NAME (e.g. org=acme), got {text!r}")
+    return kind, name
 
 
 def timestamp(text: str) -> dt.datetime:
