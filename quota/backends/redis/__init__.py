@@ -20,6 +20,7 @@ Its modules, from the bottom up:
 
 from __future__ import annotations
 
-from .engine import AsyncRedisBackend, RedisBackend
+from .asyncio_engine import AsyncRedisBackend
+from .engine import RedisBackend
 
 __all__ = ["AsyncRedisBackend", "RedisBackend"]

@@ -1,4 +1,5 @@
-"""The Redis engines, blocking and asyncio: what a limiter calls, run as ``protocol`` flows.
+"""The blocking Redis engine (the asyncio one is ``asyncio_engine``, sharing ``Shared``): what
+a limiter calls, run as ``protocol`` flows.
 
 Every operation is one Lua script call per hash slot, so a decision over any number of limits
 is one round trip. The operations themselves are written once, in ``protocol``; each engine
@@ -20,60 +21,30 @@ from typing import Any
 from ...algorithms import Charge, Outcome, State
 from ...errors import BackendError, ConfigError
 from ..base import Op, Verdict
-from .batch import Batcher
 from .calls import (
     ERRORS,
     RETRIED,
     Functions,
     backend_error,
     drive,
-    drive_async,
     fcall,
     invoke,
     lost,
     recover,
 )
+from .clock import ServerClock
 from .codec import Command, Layout, verdict
-from .connect import async_client, parse, sync_client
+from .connect import parse, sync_client
 from .direct import SCRIPTED, Direct, ResponseError
 from .protocol import Call, Protocol
 
 #: SCAN's page size when ``dump`` lists the keys.
-_SCAN_COUNT = 1000
+SCAN_COUNT = 1000
 #: redis-py's Cluster target for every primary.
-_PRIMARIES = "primaries"
+PRIMARIES = "primaries"
 
 
-class ServerClock:
-    """Epoch seconds on the server's clock: ``time.time()`` plus an offset measured by TIME."""
-
-    REFRESH = 60.0  # seconds between measurements
-    RETRY = 5.0  # seconds before measuring again after a failure
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self.due = 0.0  # time.monotonic() at which to measure again
-        self.measured = False
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    @property
-    def stale(self) -> bool:
-        return time.monotonic() >= self.due
-
-    def update(self, before: float, reply: Sequence[Any], after: float) -> None:
-        """Record a TIME reply taken between local times ``before`` and ``after``."""
-        server = int(reply[0]) + int(reply[1]) / 1e6
-        self.offset = server - (before + after) / 2
-        self.due = time.monotonic() + self.REFRESH
-        self.measured = True
-
-    def failed(self) -> None:
-        self.due = time.monotonic() + self.RETRY
-
-
-class _Shared:
+class Shared:
     """Construction common to both flavours."""
 
     def __init__(
@@ -115,14 +86,14 @@ class _Shared:
         if not self.cluster or command[0] not in ("FCALL", "FUNCTION"):
             return command, None
         if command[0] == "FUNCTION":
-            return (f"{command[0]} {command[1]}", *command[2:]), _PRIMARIES
+            return (f"{command[0]} {command[1]}", *command[2:]), PRIMARIES
         try:
             return command, self.client.get_node_from_key(command[3])
         except ERRORS:
             return command, None
 
 
-class RedisBackend(_Shared):
+class RedisBackend(Shared):
     """Synchronous Redis engine over redis-py (hiredis is used when installed). Script calls
     on a plain client go straight to its connections (``direct``)."""
 
@@ -169,7 +140,7 @@ class RedisBackend(_Shared):
             try:
                 return self.client.execute_command(*command, target_nodes=target)
             except RETRIED:  # an FCALL sent again untargeted: redis-py retries it
-                if target == _PRIMARIES:
+                if target == PRIMARIES:
                     raise
         return self.client.execute_command(*command)
 
@@ -225,113 +196,5 @@ class RedisBackend(_Shared):
 
     def dump(self, algorithms: Mapping[str, str]) -> dict[tuple[str, str], State]:
         """Every stored state, decoded (tests): ``algorithms`` maps limit name -> algorithm."""
-        keys = list(self.client.scan_iter(match=self.layout.pattern(), count=_SCAN_COUNT))
+        keys = list(self.client.scan_iter(match=self.layout.pattern(), count=SCAN_COUNT))
         return drive(self.protocol.dump(keys, algorithms), self.execute)
-
-
-class AsyncRedisBackend(_Shared):
-    """The Redis engine for asyncio (``redis.asyncio``). Concurrent calls are coalesced into
-    batches (``quota.backends.redis.batch``) unless ``batch=False`` (``?batch=0``)."""
-
-    def __init__(
-        self,
-        client: Any = None,
-        *,
-        prefix: str = "quota",
-        cluster: bool = False,
-        factory: Callable[[], Any] | None = None,
-        batch: bool = True,
-    ) -> None:
-        super().__init__(client, prefix=prefix, cluster=cluster, factory=factory)
-        self.batch = batch
-        self._batcher: Batcher | None = None
-
-    @property
-    def batcher(self) -> Batcher | None:
-        if self._batcher is None and self.batch:
-            self._batcher = Batcher(
-                self.client, self.execute, self.functions, scripted=not self.cluster
-            )
-        return self._batcher
-
-    @classmethod
-    def from_url(cls, url: str) -> AsyncRedisBackend:
-        target = parse(url)
-        return cls(
-            prefix=target.prefix,
-            cluster=target.kind == "cluster",
-            factory=lambda: async_client(target),
-            batch=target.batch,
-        )
-
-    def clock(self) -> float:
-        return self.server_clock()
-
-    async def execute(self, command: Command) -> Any:
-        """Send one command (on Cluster, where ``route`` says)."""
-        command, target = self.route(command)
-        if target is not None:
-            try:
-                return await self.client.execute_command(*command, target_nodes=target)
-            except RETRIED:  # an FCALL sent again untargeted: redis-py retries it
-                if target == _PRIMARIES:
-                    raise
-        return await self.client.execute_command(*command)
-
-    async def connect(self) -> None:
-        """Measure the server's clock now (otherwise done by the first operation)."""
-        before = time.time()
-        try:
-            reply = await self.client.time()
-        except (*ERRORS, BackendError):
-            self.server_clock.failed()
-        else:
-            self.server_clock.update(before, reply, time.time())
-
-    async def _eval(self, call: Call) -> Any:
-        if self.server_clock.stale:
-            await self.connect()
-        if self.batcher is not None:
-            return await self.batcher.call(*call)
-        return await drive_async(invoke(self.functions, *call), self.execute)
-
-    async def acquire(
-        self, now: int, slot: str, ops: Sequence[Op], request_id: str | None, ttl_ms: int
-    ) -> Verdict:
-        fast = self.protocol.fast(now, slot, ops, request_id)
-        if fast is not None:  # the hot path: one call, no flow around it
-            return verdict(await self._eval(fast[0]), fast[1])
-        flow = self.protocol.acquire(now, slot, ops, request_id, ttl_ms)
-        return await drive_async(flow, self._eval)
-
-    async def settle(
-        self, now: int, slot: str, request_id: str, actual: Mapping[str, int] | None
-    ) -> bool:
-        return await drive_async(self.protocol.settle(now, slot, request_id, actual), self._eval)
-
-    async def settle_charges(
-        self, now: int, charges: Sequence[Charge], actual: Mapping[str, int] | None
-    ) -> None:
-        await drive_async(self.protocol.settle_charges(now, charges, actual), self._eval)
-
-    async def peek(self, now: int, ops: Sequence[Op]) -> list[Outcome]:
-        return await drive_async(self.protocol.peek(now, ops), self._eval)
-
-    async def reset(self, targets: Sequence[tuple[str, str]]) -> None:
-        await drive_async(self.protocol.reset(targets), self._eval)
-
-    async def top_up(self, now: int, op: Op, amount: int) -> int:
-        return await drive_async(self.protocol.top_up(now, op, amount), self._eval)
-
-    async def read_states(self, ops: Sequence[Op]) -> list[State]:
-        return await drive_async(self.protocol.read_states(ops), self.execute)
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-
-    async def dump(self, algorithms: Mapping[str, str]) -> dict[tuple[str, str], State]:
-        """Every stored state, decoded (tests): ``algorithms`` maps limit name -> algorithm."""
-        found = self.client.scan_iter(match=self.layout.pattern(), count=_SCAN_COUNT)
-        keys = [key async for key in found]
-        return await drive_async(self.protocol.dump(keys, algorithms), self.execute)
