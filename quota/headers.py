@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from .catalog import HeaderConfig
+from .header_values import ceil_seconds, count, go_duration, sf_string
 from .states import LimitState, binding
 
 STYLES = ("ietf", "openai", "legacy", "custom")
@@ -76,7 +77,7 @@ def render_headers(decision: Rendered, styles: Sequence[str] | None = None) -> d
     for style in dict.fromkeys(styles):
         out.update(renderers[style](decision))
     if not decision.allowed and decision.retry_after is not None:
-        out["Retry-After"] = str(max(1, _ceil(decision.retry_after)))
+        out["Retry-After"] = str(max(1, ceil_seconds(decision.retry_after)))
     return out
 
 
@@ -110,9 +111,9 @@ def _shape(states: Sequence[LimitState]) -> _Shape:
     )
     return _Shape(
         policy,
-        tuple(_sf_string(s.name) for s in states),
+        tuple(sf_string(s.name) for s in states),
         tuple(m for m in meters if m[1]),
-        tuple(_int(s.limit) for s in states),
+        tuple(count(s.limit) for s in states),
     )
 
 
@@ -151,7 +152,7 @@ def _fast(decision: Rendered, styles: tuple[str, ...]) -> dict[str, str]:
         elif style == "legacy":
             out.update(legacy_headers(decision))
     if not decision.allowed and decision.retry_after is not None:
-        out["Retry-After"] = str(max(1, _ceil(decision.retry_after)))
+        out["Retry-After"] = str(max(1, ceil_seconds(decision.retry_after)))
     return out
 
 
@@ -179,15 +180,15 @@ def ietf_headers(decision: Rendered) -> dict[str, str]:
     policies: list[str] = []
     limits: list[str] = []
     for s in decision.states:
-        name = _sf_string(s.name)
-        policy = f"{name};q={_int(s.limit)}"
+        name = sf_string(s.name)
+        policy = f"{name};q={count(s.limit)}"
         unit = "concurrent-requests" if s.algorithm == "concurrency" else _QUOTA_UNITS.get(s.meter)
         if unit is not None:
-            policy += f";qu={_sf_string(unit)}"
+            policy += f";qu={sf_string(unit)}"
         if s.window is not None and s.window > 0:
-            policy += f";w={_ceil(s.window)}"
+            policy += f";w={ceil_seconds(s.window)}"
         policies.append(policy)
-        limits.append(f"{name};r={_int(s.remaining)};t={_ceil(s.reset_after)}")
+        limits.append(f"{name};r={count(s.remaining)};t={ceil_seconds(s.reset_after)}")
     return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(limits)}
 
 
@@ -198,8 +199,8 @@ def openai_headers(decision: Rendered) -> dict[str, str]:
     for meter in ("requests", "tokens"):
         s = binding([st for st in decision.states if st.meter == meter])
         if s is not None:
-            out[f"x-ratelimit-limit-{meter}"] = _int(s.limit)
-            out[f"x-ratelimit-remaining-{meter}"] = _int(s.remaining)
+            out[f"x-ratelimit-limit-{meter}"] = count(s.limit)
+            out[f"x-ratelimit-remaining-{meter}"] = count(s.remaining)
             out[f"x-ratelimit-reset-{meter}"] = go_duration(s.reset_after)
     return out
 
@@ -214,9 +215,9 @@ def legacy_headers(decision: Rendered) -> dict[str, str]:
     if s is None:
         return {}
     return {
-        "X-RateLimit-Limit": _int(s.limit),
-        "X-RateLimit-Remaining": _int(s.remaining),
-        "X-RateLimit-Reset": str(_ceil(decision.now + s.reset_after)),
+        "X-RateLimit-Limit": count(s.limit),
+        "X-RateLimit-Remaining": count(s.remaining),
+        "X-RateLimit-Reset": str(ceil_seconds(decision.now + s.reset_after)),
     }
 
 
@@ -244,43 +245,6 @@ def custom_headers(decision: Rendered, custom: dict[str, str]) -> dict[str, str]
     return out
 
 
-#: go_duration's recent answers by input: resets repeat (a sliding window's admitted reset is
-#: its whole window; a day's counts down by the request), so most renders are one lookup.
-_DURATIONS: dict[float, str] = {}
-
-
-def go_duration(seconds: float) -> str:
-    """``seconds`` as Go's ``time.Duration.String()`` at millisecond resolution.
-
-    Rounds to the nearest millisecond; "0s", "500ms", "1.5s", "6m0s", "1h2m3s" (no day unit,
-    hours may exceed 24). Negative inputs clamp to "0s": a reset is never in the past.
-    """
-    text = _DURATIONS.get(seconds)
-    if text is None:
-        if len(_DURATIONS) >= 4096:
-            _DURATIONS.clear()
-        text = _DURATIONS[seconds] = _go_duration(seconds)
-    return text
-
-
-def _go_duration(seconds: float) -> str:
-    ms = max(0, math.floor(seconds * 1000 + 0.5))
-    if ms == 0:
-        return "0s"
-    if ms < 1000:
-        return f"{ms}ms"
-    hours, rest = divmod(ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, frac = divmod(rest, 1000)
-    text = f"{secs}.{frac:03d}".rstrip("0") if frac else str(secs)
-    text += "s"
-    if hours:
-        return f"{hours}h{minutes}m{text}"
-    if minutes:
-        return f"{minutes}m{text}"
-    return text
-
-
 def _lookup(states: Sequence[LimitState], ref: str) -> LimitState | None:
     """The state named ``ref``, else the binding state of meter ``ref``, else None."""
     for s in states:
@@ -292,28 +256,11 @@ def _lookup(states: Sequence[LimitState], ref: str) -> LimitState | None:
 def _field(s: LimitState, field: str) -> str | None:
     """One custom field of a state as a digit string; None for ``retry`` that never fits."""
     if field == "limit":
-        return _int(s.limit)
+        return count(s.limit)
     if field == "remaining":
-        return _int(s.remaining)
+        return count(s.remaining)
     if field == "used":
-        return _int(s.limit - s.remaining)
+        return count(s.limit - s.remaining)
     if field == "reset":
-        return str(_ceil(s.reset_after))
-    return None if s.retry_after is None else str(_ceil(s.retry_after))
-
-
-def _ceil(seconds: float) -> int:
-    """Whole seconds, rounded up, never negative."""
-    return max(0, math.ceil(seconds))
-
-
-def _int(value: int) -> str:
-    """A count as a decimal string, floored at 0 (headers never carry negatives)."""
-    return str(max(0, int(value)))
-
-
-def _sf_string(text: str) -> str:
-    """``text`` as a structured-field String (RFC 9651 3.3.3): printable ASCII, quoted."""
-    if any(not (0x20 <= ord(c) <= 0x7E) for c in text):
-        raise ValueError(f"{text!r} is not printable ASCII, so not a structured-field string")
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return str(ceil_seconds(s.reset_after))
+    return None if s.retry_after is None else str(ceil_seconds(s.retry_after))

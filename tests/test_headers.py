@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from quota.catalog import HeaderConfig, Principal
 from quota.decision import Decision, LimitState
-from quota.headers import go_duration, render_headers
+from quota.header_values import go_duration
+from quota.headers import render_headers
 
 NOW = 1_700_000_000.0
 ZYLA = {
