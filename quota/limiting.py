@@ -16,14 +16,9 @@ from .algorithms import MAX_SAFE, Outcome
 from .backends import AsyncBackend, Backend, Op
 from .backends.base import Verdict
 from .backends.breaker import Breaker
+from .backends.budget import check_timeout, with_timeout
 from .backends.fallback import Fallback, policies
-from .backends.guard import (
-    AsyncGuardedBackend,
-    GuardedBackend,
-    check_timeout,
-    guarded,
-    with_timeout,
-)
+from .backends.guard import AsyncGuardedBackend, GuardedBackend, guarded
 from .blockcache import BlockCache
 from .catalog import Catalog, Principal
 from .decision import Decision, Reservation

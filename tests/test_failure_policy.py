@@ -16,8 +16,9 @@ from servers import RedisProcess, free_port
 
 import quota
 from quota.backends.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from quota.backends.budget import with_timeout
 from quota.backends.fallback import default_policy, policies
-from quota.backends.guard import AsyncGuardedBackend, GuardedBackend, with_timeout
+from quota.backends.guard import AsyncGuardedBackend, GuardedBackend
 
 CATALOG = quota.Catalog.load(
     {

@@ -7,56 +7,25 @@ instead, marking the verdict's ``source``. ``acquire`` and ``peek`` never raise 
 ``settle``/``release`` drop what the store cannot take and count it; ``top_up`` and ``reset``
 are operator actions and raise ``BackendError``.
 
-The budget: sync calls are bounded by the client's socket timeouts (the limiter puts them in the
-storage URL); async calls also by ``asyncio.timeout``. A call that timed out may still have been
-applied by the server: that charge stays, so a timeout can only make the limiter admit less
-later, never more.
+The budget (``quota.backends.budget``): sync calls are bounded by the client's socket timeouts
+(the limiter puts them in the storage URL); async calls also by ``asyncio.timeout``. A call that
+timed out may still have been applied by the server: that charge stays, so a timeout can only
+make the limiter admit less later, never more.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..algorithms import Charge, Outcome, State
-from ..errors import BackendError, ConfigError, QuotaError
+from ..errors import BackendError, QuotaError
 from ..observe import Observer
 from .base import AsyncBackend, Backend, Op, Verdict
 from .breaker import Breaker, GuardStats
+from .budget import bounded
 from .fallback import Fallback
-
-_STORE_SCHEMES = ("redis", "rediss", "valkey", "valkeys")
-
-
-def with_timeout(url: str, timeout: float | None) -> str:
-    """``url`` with socket timeouts of ``timeout`` seconds unless it sets its own (Redis
-    schemes only; other engines are left alone)."""
-    scheme = url.split("://", 1)[0].lower().split("+", 1)[0]
-    if timeout is None or scheme not in _STORE_SCHEMES:
-        return url
-    query = url.partition("?")[2]
-    names = {part.split("=", 1)[0] for part in query.split("&") if part}
-    extra = [
-        f"{k}={timeout!r}" for k in ("socket_timeout", "socket_connect_timeout") if k not in names
-    ]
-    if not extra:
-        return url
-    return url + ("&" if "?" in url else "?") + "&".join(extra)
-
-
-_TIMEOUT: Any = getattr(asyncio, "timeout", None)  # Python >= 3.11: no task per call
-
-
-async def bounded(coro: Any, seconds: float | None) -> Any:
-    """Await ``coro`` for at most ``seconds`` (TimeoutError after cancelling it)."""
-    if seconds is None:
-        return await coro
-    if _TIMEOUT is not None:
-        async with _TIMEOUT(seconds):
-            return await coro
-    return await asyncio.wait_for(coro, seconds)
 
 
 def _caller_error(exc: Exception) -> bool:
@@ -326,11 +295,3 @@ def guarded(backend: Any) -> bool:
     from .memory import AsyncMemoryBackend, MemoryBackend
 
     return not isinstance(backend, MemoryBackend | AsyncMemoryBackend | _Guard)
-
-
-def check_timeout(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ConfigError(f"timeout must be positive seconds or None, got {timeout!r}")
-    return float(timeout)
