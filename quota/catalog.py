@@ -11,10 +11,9 @@ import fnmatch
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,15 +24,15 @@ from pydantic import (
 
 from .algorithms import MAX_SAFE
 from .errors import CostError, UnknownPlanError
-from .frozen import FrozenMap, freeze
 from .limit import NAME, SCOPES, Limit
 from .loader import read_catalog
+from .principal import Principal as Principal
+from .sections import HeaderConfig as HeaderConfig
+from .sections import Meters, ModelInfo, UsageConfig
 from .validation import invalid
 from .windows import get_zone
 
-HeaderStyle = Literal["ietf", "openai", "legacy", "custom"]
 _STRICT = ConfigDict(extra="forbid", frozen=True)
-_DEFAULT_STYLES: tuple[HeaderStyle, ...] = ("ietf", "openai")
 
 
 class Plan(BaseModel):
@@ -68,59 +67,6 @@ class Plan(BaseModel):
 
     def limits_on(self, meter: str) -> list[Limit]:
         return [lim for lim in self.limits if lim.meter == meter]
-
-
-class ModelInfo(BaseModel):
-    """A model's tier, and its price in credits per million input and output tokens."""
-
-    model_config = _STRICT
-
-    tier: str
-    input_price: int = Field(default=0, ge=0)
-    output_price: int = Field(default=0, ge=0)
-
-
-class Meters(BaseModel):
-    """Extra meter names, and aliases that feed one meter from several names."""
-
-    model_config = _STRICT
-
-    names: list[str] = Field(default_factory=list)
-    aliases: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _identifiers(self) -> Meters:
-        # Meter names travel into storage records (Redis): keep them plain identifiers.
-        for name in [*self.names, *self.aliases, *self.aliases.values()]:
-            if not NAME.fullmatch(name):
-                raise ValueError(f"meter name {name!r} must match {NAME.pattern}")
-        return self
-
-
-class HeaderConfig(BaseModel):
-    """Which header styles responses carry, and custom header names.
-
-    ``custom`` maps a header name to ``"<limit or meter>.<field>"``, field one of ``limit``,
-    ``remaining``, ``reset`` (seconds until the reset) or ``used``.
-    """
-
-    model_config = _STRICT
-
-    styles: list[HeaderStyle] = Field(default_factory=lambda: list(_DEFAULT_STYLES))
-    custom: dict[str, str] = Field(default_factory=dict)
-
-
-#: The most days a history may keep (a year and a day: daily entries stay well under 2**53).
-MAX_DAYS = 366
-
-
-class UsageConfig(BaseModel):
-    """``[usage]`` of a catalog: ``history_days`` = how many days of daily totals per meter
-    each account keeps (0 = no history)."""
-
-    model_config = _STRICT
-
-    history_days: int = Field(default=0, ge=0, le=MAX_DAYS)
 
 
 class Catalog(BaseModel):
@@ -315,35 +261,3 @@ class Catalog(BaseModel):
 
     def zone_of(self, plan: Plan, limit: Limit) -> dt.tzinfo:
         return get_zone(limit.timezone or plan.timezone or self.timezone)
-
-
-class Principal(BaseModel):
-    """Who is asking: the account whose budgets these are, its plan, and optionally the API key
-    (for per-key scopes; only a keyed hash of it is ever stored) and the billing anchor."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    account: str = Field(min_length=1)
-    plan: str = Field(min_length=1)
-    key: str | None = Field(default=None, repr=False)
-    cycle_start: dt.datetime | None = None
-    groups: Annotated[dict[str, str], AfterValidator(freeze)] = Field(
-        default_factory=FrozenMap,
-        description="the groups this account belongs to, by kind: {'org': 'acme', 'team': 'ml'}",
-    )
-    overrides: Annotated[dict[str, str | dict[str, Any]], AfterValidator(freeze)] = Field(
-        default_factory=FrozenMap,
-        description="per-limit changes for a custom deal: {'rpd': '50000/day'} (a rate) or"
-        " {'credits': {'grant': 5000000}} (fields of the limit)",
-    )
-
-    @field_validator("groups")
-    @classmethod
-    def _groups(cls, groups: dict[str, str]) -> dict[str, str]:
-        for kind, name in groups.items():
-            if not NAME.fullmatch(kind) or not isinstance(name, str) or not name:
-                raise ValueError(
-                    f"groups maps a group kind (a plain identifier) to a non-empty name:"
-                    f" got {kind!r}: {name!r}"
-                )
-        return groups
