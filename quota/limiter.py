@@ -7,9 +7,9 @@ their engine; they differ only in how they call it (and how they sleep when aske
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 
 from .backends import AsyncBackend, Backend, open_async_backend, open_backend
 from .backends.base import Verdict
@@ -20,7 +20,7 @@ from .errors import QuotaError
 from .limiting import Clock, LimiterBase, OnError, Target
 from .planner import Prepared
 from .states import LimitState
-from .waiting import Pacer, wait_budget
+from .waiting import paced, paced_async, wait_budget
 
 __all__ = ["AsyncLimiter", "Clock", "Limiter", "OnError", "Target"]
 
@@ -45,7 +45,9 @@ class Limiter(LimiterBase[Backend]):
         ``wait`` (seconds): on a denial that can succeed, sleep its exact ``retry_after`` and
         try again (the same ``request_id``), never waiting past ``wait`` in all."""
         if wait is not None:
-            return self._waiting(who, cost, request_id, model, features, wait_budget(wait))
+            budget = wait_budget(wait)
+            again = partial(self.acquire, who, cost, request_id=request_id, model=model)
+            return paced(partial(again, features=features), self.sleep or time.sleep, budget)
         if self.observer is not None:
             return self._observed(who, cost, request_id, model, features)
         prep = self._before(who, cost, request_id, model, features)
@@ -70,26 +72,6 @@ class Limiter(LimiterBase[Backend]):
         except QuotaError:  # the denial stands, with the limit's own code
             return after
         return self.verdicts.told(prep, after, whole)
-
-    def _waiting(
-        self,
-        who: Principal,
-        cost: Mapping[str, int],
-        request_id: str | None,
-        model: str | None,
-        features: Iterable[str] | None,
-        wait_ms: int,
-    ) -> Decision:
-        """``acquire`` tried again after each retry-after that fits in ``wait_ms``."""
-        decision = self.acquire(who, cost, request_id=request_id, model=model, features=features)
-        pacer = Pacer(decision, wait_ms)
-        sleep = self.sleep or time.sleep
-        while (delay := pacer.delay(decision)) is not None:
-            sleep(delay)
-            decision = self.acquire(
-                who, cost, request_id=request_id, model=model, features=features
-            )
-        return decision
 
     def _observed(
         self,
@@ -195,7 +177,10 @@ class AsyncLimiter(LimiterBase[AsyncBackend]):
         wait: float | None = None,
     ) -> Decision:
         if wait is not None:
-            return await self._waiting(who, cost, request_id, model, features, wait_budget(wait))
+            budget = wait_budget(wait)
+            again = partial(self.acquire, who, cost, request_id=request_id, model=model)
+            sleep = self.sleep or asyncio.sleep
+            return await paced_async(partial(again, features=features), sleep, budget)
         if self.observer is not None:
             return await self._observed(who, cost, request_id, model, features)
         prep = self._before(who, cost, request_id, model, features)
@@ -220,31 +205,6 @@ class AsyncLimiter(LimiterBase[AsyncBackend]):
         except QuotaError:  # the denial stands, with the limit's own code
             return after
         return self.verdicts.told(prep, after, whole)
-
-    async def _waiting(
-        self,
-        who: Principal,
-        cost: Mapping[str, int],
-        request_id: str | None,
-        model: str | None,
-        features: Iterable[str] | None,
-        wait_ms: int,
-    ) -> Decision:
-        """``acquire`` tried again after each retry-after that fits in ``wait_ms``; ``sleep``
-        may be a coroutine function (default ``asyncio.sleep``) or a plain one."""
-        decision = await self.acquire(
-            who, cost, request_id=request_id, model=model, features=features
-        )
-        pacer = Pacer(decision, wait_ms)
-        sleep = self.sleep or asyncio.sleep
-        while (delay := pacer.delay(decision)) is not None:
-            slept = sleep(delay)
-            if inspect.isawaitable(slept):
-                await slept
-            decision = await self.acquire(
-                who, cost, request_id=request_id, model=model, features=features
-            )
-        return decision
 
     async def _observed(
         self,

@@ -2,19 +2,22 @@
 
 A batch job that would rather pace itself than handle 429s asks the limiter to wait: after a
 denial that can succeed, the limiter sleeps the denial's exact ``retry_after`` and tries again
-(with the same ``request_id``), as long as the total stays within ``wait``. Only the
-arithmetic lives here; ``quota.limiter`` sleeps (``time.sleep``, ``asyncio.sleep`` or the
-limiter's injected ``sleep``).
+(with the same ``request_id``), as long as the total stays within ``wait``. The limiters
+hand their ``acquire`` and their sleep (``time.sleep``, ``asyncio.sleep`` or the injected
+``sleep``) to ``paced`` / ``paced_async``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .decision import Decision
 from .errors import CostError
 
-__all__ = ["Pacer", "wait_budget"]
+__all__ = ["Pacer", "paced", "paced_async", "wait_budget"]
 
 #: Statuses of denials that waiting cannot cure: a balance (402), an entitlement (403), the
 #: store unavailable under a fail-closed policy (503).
@@ -53,3 +56,28 @@ class Pacer:
             return None
         self.left -= due
         return retry
+
+
+def paced(acquire: Callable[[], Decision], sleep: Callable[[float], Any], wait_ms: int) -> Decision:
+    """``acquire()`` tried again after each retry-after that fits in ``wait_ms``."""
+    decision = acquire()
+    pacer = Pacer(decision, wait_ms)
+    while (delay := pacer.delay(decision)) is not None:
+        sleep(delay)
+        decision = acquire()
+    return decision
+
+
+async def paced_async(
+    acquire: Callable[[], Awaitable[Decision]], sleep: Callable[[float], Any], wait_ms: int
+) -> Decision:
+    """``paced`` for the asyncio limiter; ``sleep`` may be a coroutine function or a plain
+    one."""
+    decision = await acquire()
+    pacer = Pacer(decision, wait_ms)
+    while (delay := pacer.delay(decision)) is not None:
+        slept = sleep(delay)
+        if inspect.isawaitable(slept):
+            await slept
+        decision = await acquire()
+    return decision
