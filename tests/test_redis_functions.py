@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +22,7 @@ import redis
 from conftest import FakeClock, storage_url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servers import redis_server
+from servers import redis_cluster, redis_server, server_pid
 from test_redis_differential import ALGORITHMS, CATALOG, play, step
 
 import quota
@@ -164,3 +166,38 @@ def test_function_flush_on_every_cluster_node(
 
     assert all(asyncio.run(lone_calls()))
     assert all(library_loaded(node) for node in nodes if node.info()["role"] == "master")
+
+
+def test_a_node_that_lost_the_library_reloads_while_another_primary_is_down(
+    clock: FakeClock,
+) -> None:
+    """A Cluster of its own: one primary killed, another's functions flushed. The FUNCTION
+    LOAD that answers the missing library goes to each primary in turn and skips the dead
+    one, so the account on the flushed node is decided by the store, not the failure policy."""
+    with redis_cluster() as ports:
+        nodes = {p: redis.Redis(port=p, decode_responses=True) for p in ports}
+        url = f"redis+cluster://127.0.0.1:{ports[0]}?socket_timeout=1&socket_connect_timeout=1"
+        who = quota.Principal(account="acct_down", plan="basic", key="k")
+        with quota.Limiter("zylo", url, clock=clock, on_error="deny") as lim:
+            assert lim.acquire(who, {"requests": 1}).source == "engine"  # the library loads
+            slot = lim.planner.account_slot(who.account)
+            home = int(nodes[ports[0]].execute_command("CLUSTER", "KEYSLOT", f"{{{slot}}}"))
+            owner = next(p for p in ports if _serves(nodes[p], home))
+            victim = next(p for p in ports if p != owner)
+            nodes[owner].function_flush()
+            os.kill(server_pid(victim), signal.SIGKILL)
+            decision = lim.acquire(who, {"requests": 1})
+            assert (decision.allowed, decision.source) == (True, "engine")
+            assert library_loaded(nodes[owner])
+        for p, node in nodes.items():
+            if p != victim:
+                node.close()
+
+
+def _serves(node: redis.Redis, slot: int) -> bool:
+    """Whether ``node`` is the primary serving hash slot ``slot``."""
+    me = node.execute_command("CLUSTER", "MYID")
+    for start, end, primary, *_ in node.execute_command("CLUSTER", "SLOTS"):
+        if start <= slot <= end:
+            return bool(primary[2] == me)
+    return False

@@ -66,13 +66,28 @@ class AsyncRedisBackend(Shared):
     async def execute(self, command: Command) -> Any:
         """Send one command (on Cluster, where ``route`` says)."""
         command, target = self.route(command)
+        if target == PRIMARIES:
+            return await self._everywhere(command)
         if target is not None:
             try:
                 return await self.client.execute_command(*command, target_nodes=target)
             except RETRIED:  # an FCALL sent again untargeted: redis-py retries it
-                if target == PRIMARIES:
-                    raise
+                pass
         return await self.client.execute_command(*command)
+
+    async def _everywhere(self, command: Command) -> Any:
+        """``RedisBackend._everywhere`` for the asyncio Cluster client."""
+        failure: BaseException | None = None
+        answered: list[Any] = []
+        for node in self.client.get_primaries():
+            try:
+                answered.append(await self.client.execute_command(*command, target_nodes=node))
+            except RETRIED as exc:
+                failure = failure or exc
+        if not answered:
+            assert failure is not None
+            raise failure
+        return answered[0]
 
     async def connect(self) -> None:
         """Measure the server's clock now (otherwise done by the first operation)."""

@@ -136,13 +136,31 @@ class RedisBackend(Shared):
         if direct is not None and command[0] in SCRIPTED:
             return direct(command)
         command, target = self.route(command)
+        if target == PRIMARIES:
+            return self._everywhere(command)
         if target is not None:
             try:
                 return self.client.execute_command(*command, target_nodes=target)
             except RETRIED:  # an FCALL sent again untargeted: redis-py retries it
-                if target == PRIMARIES:
-                    raise
+                pass
         return self.client.execute_command(*command)
+
+    def _everywhere(self, command: Command) -> Any:
+        """``command`` on every primary of the Cluster, one by one: a primary that cannot be
+        reached is skipped (a call on it fails anyway), so a library lost by one node still
+        loads while another node is down; the first reply, or the first failure when none
+        answered. A refusal (an error reply) is raised as it is."""
+        failure: BaseException | None = None
+        answered: list[Any] = []
+        for node in self.client.get_primaries():
+            try:
+                answered.append(self.client.execute_command(*command, target_nodes=node))
+            except RETRIED as exc:
+                failure = failure or exc
+        if not answered:
+            assert failure is not None
+            raise failure
+        return answered[0]
 
     def _eval(self, call: Call) -> Any:
         return drive(invoke(self.functions, *call), self.execute)
