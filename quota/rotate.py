@@ -13,8 +13,9 @@ deleted by a second script only if nothing changed them since the read (else the
 copied again), so a decision made meanwhile with the old secret is never lost. A fresh run after
 a completed one finds nothing left to move: it is safe to repeat. What is copied overwrites what
 the new names hold: rotate before the gateways start using the new secret. Per-key fields of
-keys not listed are dropped (those per-key budgets start afresh). Global limits are not named by
-accounts and stay where they are; on Cluster a reservation's global part is recorded under the
+keys not listed are dropped (those per-key budgets start afresh). Groups (an org's shared limits
+and pooled credits) move when listed, like accounts. Global limits are not named by accounts and
+stay where they are; on Cluster a reservation's global part is recorded under the
 account's old name and keeps its estimate.
 """
 
@@ -31,14 +32,14 @@ from .backends import open_backend
 from .backends.memory import AsyncMemoryBackend, MemoryBackend
 from .catalog import Catalog
 from .errors import ConfigError
-from .keys import account_slot, field_name
+from .keys import account_slot, field_name, group_slot
 
 
 @dataclass
 class Rotation:
     """What ``rotate_secret`` moved."""
 
-    accounts: int = 0  # accounts that had state under the old secret
+    accounts: int = 0  # accounts (and groups) that had state under the old secret
     fields: int = 0  # hash fields moved (limits, balances, usage history, per-key budgets)
     records: int = 0  # reservation records moved
     dropped: list[str] = field(default_factory=list)  # per-key fields of keys not listed
@@ -93,9 +94,11 @@ def rotate_secret(
     accounts: Iterable[tuple[str, Iterable[str]]],
     *,
     catalog: Catalog | str | None = None,
+    groups: Iterable[tuple[str, str]] = (),
 ) -> Rotation:
-    """Move the state of ``accounts`` (``(account id, [its API keys])``) from names hashed with
-    ``old_secret`` to names hashed with ``new_secret``.
+    """Move the state of ``accounts`` (``(account id, [its API keys])``) and of ``groups``
+    (``(kind, name)``, e.g. ``("org", "acme")``: their shared limits and pooled balances) from
+    names hashed with ``old_secret`` to names hashed with ``new_secret``.
 
     ``target`` is a ``Limiter``/``AsyncLimiter`` (its engine and catalog), a sync engine, or a
     storage URL (with ``catalog=``). Run it as a Redis user that may also run TYPE, HGETALL,
@@ -109,6 +112,8 @@ def rotate_secret(
         )
         for a, k in accounts
     ]
+    work += [(group_slot(kind, name, old_secret), group_slot(kind, name, new_secret), {})
+             for kind, name in groups]  # fmt: skip
     work = [w for w in work if w[0] != w[1]]
     report = Rotation()
     try:

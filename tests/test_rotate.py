@@ -164,3 +164,44 @@ def test_reservation_records_decode_and_encode_exactly(raw: str) -> None:
     renamed = record.renamed(lambda name: name.replace("/Ab-_9", "/Zz"))
     assert encode_record(renamed) == raw.replace("/Ab-_9", "/Zz")
     assert decode_record(encode_record(renamed)) == renamed
+
+
+ORGS = quota.Catalog.load(
+    {
+        "name": "orgs",
+        "groups": ["org"],
+        "plans": {
+            "seat": {
+                "limits": [
+                    {"name": "rpd", "meter": "requests", "rate": "100/day"},
+                    {"name": "org_rpd", "meter": "requests", "rate": "50/day", "scope": "org"},
+                    {"name": "pool", "meter": "credits", "algorithm": "balance",
+                     "grant": 1000, "scope": "org"},
+                ]
+            }
+        },
+    }
+)  # fmt: skip
+
+
+def test_rotation_moves_the_groups_it_is_given(storage: str, clock: FakeClock) -> None:
+    """An org's shared cap and pooled credits move with ``groups=``; without it they would
+    start afresh under the new secret."""
+    old = quota.Limiter(ORGS, storage, clock=clock, secret=OLD, on_error="raise")
+    store = old.backend if storage == "memory://" else storage
+    new = quota.Limiter(ORGS, store, clock=clock, secret=NEW, on_error="raise")
+    tag = f"grp-{storage[:5]}"
+    who = [quota.Principal(account=f"{tag}{i}", plan="seat", groups={"org": tag}) for i in (1, 2)]
+    for p in (*who, who[0], who[0]):
+        assert old.acquire(p, {"requests": 1, "credits": 100}, request_id=None).allowed
+    before = [old.peek(p) for p in who]
+    target = old if storage == "memory://" else storage
+    report = rotate_secret(target, OLD, NEW, [(p.account, []) for p in who], catalog=ORGS,
+                           groups=[("org", tag)])  # fmt: skip
+    assert report.accounts == 3  # two accounts and their org
+    assert [new.peek(p) for p in who] == before
+    assert {s.name: s.remaining for s in new.peek(who[1])} == {
+        "rpd": 99,
+        "org_rpd": 46,
+        "pool": 600,
+    }
