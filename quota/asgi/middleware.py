@@ -24,6 +24,7 @@ from ..limiter import AsyncLimiter, Limiter
 from .body import DEFAULT_MAX_BODY, ClientGone, content_length, parse_body, read_body, replay
 from .gate import Gate
 from .identity import KeyCache, Resolver
+from .models import model_list, models_target
 from .openai import Call, Kind, OpenAIProfile
 from .paths import app_path, is_preflight, normalised_scope
 from .responses import ApiError, send_error, send_json, unavailable, with_headers
@@ -56,6 +57,9 @@ class QuotaMiddleware:
     ``websockets="pass"`` or on a public path, since nothing on them is priced.
     ``views=True`` answers ``GET /stats`` and ``GET /validate`` here (``quota.views``; a
     mapping ``{path: "stats" | "validate"}`` picks the paths), charging nothing.
+    ``models="catalog"`` answers ``GET /v1/models`` and ``/v1/models/{id}`` here with the
+    catalog's model ids the caller's plan may call (``quota.asgi.models``; a list of ids adds
+    the ones the upstream serves); ``"app"``, the default, lets the app answer.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class QuotaMiddleware:
         key_clock: Callable[[], float] | None = None,
         views: bool | Mapping[str, str] = False,
         websockets: Literal["refuse", "pass"] = "refuse",
+        models: Literal["app", "catalog"] | Iterable[str] = "app",
     ) -> None:
         if isinstance(profile, str):
             if profile != "openai":
@@ -92,6 +97,7 @@ class QuotaMiddleware:
         )
         self.public_paths = frozenset(public_paths)
         self.views = view_paths(views)
+        self.models = model_list(self.catalog, models)
         self.gate = Gate(limiter, self.keys, offload)
         self.offload = self.gate.offload  # whether a sync limiter runs in a worker thread
         if websockets not in ("refuse", "pass"):
@@ -119,6 +125,10 @@ class QuotaMiddleware:
             view = self.views.get(path.rstrip("/") or "/") if self.views else None
             if view is not None and method in ("GET", "HEAD"):
                 await serve_view(self.gate, view, scope, send)
+                return
+            target = models_target(path) if method in ("GET", "HEAD") else None
+            if self.models is not None and target is not None:  # models="catalog"
+                await self.models.serve(self.gate, target, scope, send)
                 return
             kind = self.classifier.route(method, path)
             who, call, receive = await self._admit(scope, receive, kind)
