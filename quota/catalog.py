@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from .alerts import AlertConfig
 from .algorithms import MAX_SAFE
 from .errors import CostError, UnknownPlanError
 from .limit import NAME, SCOPES, Limit
@@ -88,6 +89,12 @@ class Catalog(BaseModel):
         default_factory=list,
         description="group kinds a principal may belong to (org, team...): limit scopes",
     )
+    alerts: AlertConfig = Field(default_factory=AlertConfig)  # [alerts]: quota.alerts
+
+    @cached_property
+    def alerting(self) -> bool:
+        """Whether any threshold alert is declared (else acquires watch nothing)."""
+        return self.alerts.active(lim for plan in self.plans.values() for lim in plan.limits)
 
     @model_validator(mode="before")
     @classmethod

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import FrozenInstanceError, dataclass, field
 from typing import Any
 
+from .alerts import Alert
 from .algorithms import Charge
 from .catalog import HeaderConfig, Principal
 from .headers import render_headers
@@ -46,6 +47,7 @@ FIELDS = (
     "replayed",
     "source",
     "shadow_denied",
+    "alerts",
 )
 
 
@@ -59,6 +61,8 @@ class Decision:
     block cache: denied without a round trip), ``"local"`` (the in-process fallback engine while
     the store is unreachable), ``"allow"`` / ``"deny"`` (the failure policy, without any engine).
     ``shadow_denied`` names the shadow-mode limits that would have denied this request.
+    ``alerts``: the thresholds this decision newly reached (``quota.alerts.Alert``; each is
+    reported once per window, by the one decision that reached it).
 
     Immutable, like a frozen dataclass (``replace`` gives a changed copy), but built for the
     hot path: the fields a decision does not set are class defaults, and ``states`` may be
@@ -79,6 +83,7 @@ class Decision:
     replayed: bool = False
     source: str = "engine"
     shadow_denied: tuple[str, ...] = ()
+    alerts: tuple[Alert, ...] = ()  # thresholds this decision newly reached (quota.alerts)
     header_config: HeaderConfig | None = None
     _states: tuple[LimitState, ...] | None = ()
     _build: Callable[[], tuple[LimitState, ...]] | None = None

@@ -89,6 +89,11 @@ class Limit(BaseModel):
     shadow: bool = Field(
         default=False, description="evaluate and report (Decision.shadow_denied), never deny"
     )
+    alerts: list[int] | None = Field(
+        default=None,
+        description="alert at these percentages of its capacity (instead of [alerts] used;"
+        " [] for none): windowed limits only",
+    )
 
     # Derived by validation.
     amount: int = Field(default=0, exclude=True)
@@ -169,6 +174,12 @@ class Limit(BaseModel):
             raise ValueError(
                 f"'reserve' applies to {', '.join(RESERVABLE)} limits, not {self.algorithm}"
             )
+        if self.alerts is not None:
+            if self.algorithm not in ("sliding_window", "fixed_window", "calendar", "allowance"):
+                raise ValueError(f"'alerts' applies to windowed limits, not {self.algorithm}")
+            if any(not 1 <= p <= 100 for p in self.alerts):
+                raise ValueError(f"'alerts' are percentages from 1 to 100, got {self.alerts!r}")
+            object.__setattr__(self, "alerts", sorted(set(self.alerts)))
         if self.models is not None and not all(isinstance(m, str) and m for m in self.models):
             raise ValueError("'models' lists model ids, globs or tiers: non-empty strings")
         return self

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
+from .alerts import AlertSink, Emitter
 from .algorithms import MAX_SAFE, Outcome
 from .backends import AsyncBackend, Backend, Op
 from .backends.base import Verdict
@@ -28,7 +29,7 @@ from .limit import Limit
 from .observe import Observer
 from .planner import Planner, Prepared
 from .states import LimitState
-from .verdict import Verdicts, rule_state, shadowed
+from .verdict import AlertingVerdicts, Verdicts, rule_state, shadowed
 
 Clock = Callable[[], float]
 OnError = Literal["allow", "deny", "local", "raise"]
@@ -44,6 +45,8 @@ class LimiterBase(Generic[B]):
     A shared store sits behind the failure machinery (``quota.backends.guard``): ``on_error``
     (the default policy of every limit; ``"raise"``: no guard, store errors raise
     ``BackendError``), ``timeout`` (seconds per store call), ``breaker`` (a ``Breaker``).
+    ``alerts``: a sink of threshold alerts, or several (``quota.webhooks.WebhookSender``),
+    for a catalog that declares ``[alerts]``; the observer's optional ``alert`` gets them too.
     """
 
     _guard_class: type[GuardedBackend] | type[AsyncGuardedBackend] = GuardedBackend
@@ -67,6 +70,7 @@ class LimiterBase(Generic[B]):
         block_cache: bool = True,
         shadow: bool = False,
         sleep: Callable[[float], object] | None = None,
+        alerts: AlertSink | Iterable[AlertSink] | None = None,
     ) -> None:
         # How ``acquire(..., wait=...)`` pauses: None is ``time.sleep`` (``Limiter``) or
         # ``asyncio.sleep`` (``AsyncLimiter``); inject one that moves an injected clock.
@@ -88,7 +92,7 @@ class LimiterBase(Generic[B]):
             raise ConfigError(f"reservation_ttl must be positive, got {ttl!r}")
         self.reservation_ttl_ms = math.ceil(ttl * 1000)
         self.planner = Planner(self.catalog, secret or DEFAULT_SECRET)
-        self.verdicts = Verdicts(self.catalog)
+        self.verdicts = self._verdicts(observer, alerts)
         store = self._open(storage) if isinstance(storage, str) else storage
         if isinstance(storage, str) and with_timeout(storage, self.timeout) != storage:
             # Opened first as given so that errors quote the caller's URL; engines connect
@@ -110,6 +114,25 @@ class LimiterBase(Generic[B]):
         if store_clock is not None and self.guard is not None:
             store_clock = self.guard.clock
         self.clock: Clock = clock or store_clock or time.time
+
+    def _verdicts(
+        self, observer: Observer | None, alerts: AlertSink | Iterable[AlertSink] | None
+    ) -> Verdicts:
+        """The catalog's verdicts; with alerts declared, ones that hand each event to the
+        observer's optional ``alert`` method and to every sink in ``alerts`` (e.g. a
+        ``quota.webhooks.WebhookSender``)."""
+        self.emitter: Emitter | None = None  # counts the targets' errors (``errors``)
+        sinks: list[AlertSink] = []
+        if alerts is not None:
+            sinks = [alerts] if hasattr(alerts, "alert") else list(alerts)  # type: ignore[list-item]
+        targets = [getattr(observer, "alert", None), *(s.alert for s in sinks)]
+        found = [t for t in targets if callable(t)]
+        if not self.catalog.alerting:
+            if sinks:
+                raise ConfigError("alerts= needs a catalog that declares [alerts]")
+            return Verdicts(self.catalog)
+        self.emitter = Emitter(found)
+        return AlertingVerdicts(self.catalog, self.emitter)
 
     def _now(self) -> int:
         # Nearest ms: a float clock built by adding steps (t += 6.1) must not lose a millisecond.

@@ -1,4 +1,5 @@
-"""The hook a limiter reports to: every decision, and every call to its store.
+"""The hook a limiter reports to: every decision, and every call to its store; and, when the
+observer has the optional ``alert`` method (``AlertObserver``), every threshold alert.
 
 Kept free of any dependency so the core install stays small; ``quota.metrics`` implements it
 with Prometheus (the ``[metrics]`` extra).
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from .alerts import Alert
     from .decision import Decision
 
 
@@ -22,4 +24,14 @@ class Observer(Protocol):
 
     def backend_call(self, operation: str, seconds: float, ok: bool) -> None:
         """One call to the store (``acquire``, ``settle``, ``peek``, ...), failed or not."""
+        ...
+
+
+class AlertObserver(Observer, Protocol):
+    """An observer that also takes threshold alerts (``quota.alerts``). The method is
+    optional: a limiter calls ``alert`` only on observers that have it."""
+
+    def alert(self, event: Alert) -> None:
+        """A threshold one decision newly reached (once per window per limit state), called
+        right after the decision, on the caller's thread: queue it, never block."""
         ...

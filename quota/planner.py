@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+from .alerts import attach
 from .algorithms import Params
 from .backends.base import Op
 from .catalog import Catalog, Plan, Principal
@@ -221,7 +222,10 @@ class Planner:
         rules = self.selection.select(who, plan, tuple(dict.fromkeys(meters.values())), model)
         slot = self.account_slot(who.account)
         heads = tuple(self.rule_op(r, who, plan, slot, now, 0) for r in rules)
-        return Template(plan, rules, slot, heads, positions(names, meters, rules))
+        tpl = Template(plan, rules, slot, heads, positions(names, meters, rules))
+        if self.catalog.alerting:  # the engines watch its thresholds (quota.alerts)
+            attach(tpl.targets.memo, self.catalog.alerts, [r.limit for r in rules], heads)
+        return tpl
 
     def plan_of(self, who: Principal) -> Plan:
         """The plan ``who`` is on, its overrides applied (``quota.overrides``)."""

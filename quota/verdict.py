@@ -7,9 +7,10 @@ means to the caller. Neither does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
+from .alerts import WATCHED, Alert, events
 from .algorithms import Charge, Outcome
 from .backends.base import Op, Verdict
 from .blockcache import Block
@@ -158,6 +159,30 @@ class Verdicts:
             message=message(prep.plan, rule.limit, retry / 1000),
             source="cache",
         )
+
+
+class AlertingVerdicts(Verdicts):
+    """``Verdicts`` for a catalog that declares alerts: an admitted decision carries the
+    thresholds its engine call newly reached (``Decision.alerts``), each handed to ``emit``
+    as well. Catalogs without alerts keep the plain ``Verdicts``, whose path is unchanged."""
+
+    def __init__(self, catalog: Catalog, emit: Callable[[Iterable[Alert]], None]) -> None:
+        super().__init__(catalog)
+        self.emit = emit
+
+    def decision(self, prep: Prepared, verdict: Verdict) -> Decision:
+        decision = super().decision(prep, verdict)
+        crossings = getattr(verdict, "crossings", None)  # an engine's ``Alerted`` verdict
+        tpl = prep.template
+        if not crossings or tpl is None or WATCHED not in tpl.targets.memo:
+            return decision
+        who, watched = prep.who, tpl.targets.memo[WATCHED]
+        found = events(
+            who.account, prep.plan.name, watched, verdict.outcomes, crossings, prep.now,
+            prep.request_id,
+        )  # fmt: skip
+        self.emit(found)
+        return decision.replace(alerts=found)
 
 
 def _triples(prep: Prepared, verdict: Verdict) -> list[Triple]:

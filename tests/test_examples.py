@@ -26,7 +26,14 @@ def run_example(name: str, **env: str) -> str:
 
 
 def test_every_example_is_tested() -> None:
-    tested = {"plain_api.py", "fastapi_app.py", "starlette_app.py", "async_redis.py"}
+    tested = {
+        "plain_api.py",
+        "fastapi_app.py",
+        "starlette_app.py",
+        "async_redis.py",
+        "webhooks.py",
+        "admin_app.py",
+    }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -65,3 +72,11 @@ def test_async_redis(redis_port: int) -> None:
     assert lines[0] == "50 concurrent requests: 10 admitted, 40 denied by rpm"
     assert lines[1].startswith("next slot in ") and 0 < float(lines[1].split()[3][:-1]) <= 60
     assert "'requests': 10" in lines[2] and "'tokens': 1000" in lines[2]
+
+
+def test_webhooks() -> None:
+    out = run_example("webhooks.py").splitlines()
+    assert out[7] == "request 8: allowed, alerts: rpd used 80"
+    assert out[9] == "request 10: allowed, alerts: rpd used 100"
+    assert "webhook: acct_42 credits balance_below 1000" in out
+    assert out[-1] == "sender: {'queued': 3, 'sent': 3, 'retried': 0, 'failed': 0, 'dropped': 0}"

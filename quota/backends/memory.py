@@ -19,11 +19,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..algorithms import ALGORITHMS, Balance, Charge, Outcome, State, settle_all
+from ..algorithms.thresholds import MARK, WATCH, Crossing, Markers
 from .base import Op, Verdict
 from .cells import Cell, Cells, Key, outcome
 from .planned import PlannedOps, Step, steps
 
 _new_verdict = tuple.__new__
+
+
+class Alerted(Verdict):
+    """A verdict that newly reached alert thresholds (``quota.algorithms.thresholds``): the
+    engines answer a watched acquire with one when ``crossings`` is not empty."""
+
+    crossings: tuple[Crossing, ...] = ()
+
+    @classmethod
+    def of(cls, verdict: Verdict, crossings: list[Crossing]) -> Verdict:
+        """``verdict``, carrying ``crossings`` when there are any."""
+        if not crossings:
+            return verdict
+        out = cls(*verdict)
+        out.crossings = tuple(crossings)
+        return out
 
 
 @dataclass(slots=True)
@@ -44,6 +61,7 @@ class MemoryBackend:
         self._states = Cells()
         self._records: dict[Key, _Record] = {}
         self._record_heap: list[tuple[int, Key]] = []
+        self._marks = Markers()  # alert markers: only watched acquires look at them
 
     @classmethod
     def from_url(cls, url: str) -> MemoryBackend:
@@ -75,6 +93,10 @@ class MemoryBackend:
             if type(ops) is PlannedOps:
                 t = ops.targets
                 verdict = self._decide(now, t.steps, ops.costs, t.fields)
+                memo = t.memo
+                if memo and WATCH in memo and verdict.allowed:
+                    found = self._marks.watch(now, ops, memo[WATCH], verdict.outcomes)
+                    verdict = Alerted.of(verdict, found)
             else:
                 costs, fields = tuple(op.cost for op in ops), tuple(op.field for op in ops)
                 verdict = self._decide(now, steps(ops), costs, fields)
@@ -211,6 +233,7 @@ class MemoryBackend:
             key = (op.slot, op.field)
             state = Balance.top_up(self._states.load(key), op.params, amount)
             self._states.put(key, state, ALGORITHMS[op.algorithm], op.params, now)
+            self._marks.pop((op.slot, op.field + MARK + "r"), None)  # "below" alerts re-arm
             return state[0]
 
     def read_states(self, ops: Sequence[Op]) -> list[State]:

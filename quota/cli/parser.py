@@ -81,6 +81,12 @@ def add_serve(sub: Subparsers[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="serve Prometheus metrics at /metrics (needs prometheus-client: quota[metrics])",
     )
+    serve.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="serve the admin API and dashboard at /admin/, behind this bearer token (16+"
+        " chars; default $QUOTA_ADMIN_TOKEN; prefer it: a command line is readable by others)",
+    )
 
 
 def _operator_command(

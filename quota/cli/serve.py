@@ -13,7 +13,7 @@ import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..asgi.identity import MAX_KEY_LENGTH
 from ..asgi.middleware import QuotaMiddleware
@@ -26,6 +26,9 @@ from ..limiter import AsyncLimiter
 from ..metrics import PrometheusMetrics, with_metrics
 from ..overrides import plan_of
 from .upstream import DEFAULT_MODELS, StandInUpstream
+
+if TYPE_CHECKING:
+    from ..admin import Overrides
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -97,19 +100,40 @@ class Gateway:
         limiter: AsyncLimiter,
         keys: Mapping[str, Principal],
         metrics: PrometheusMetrics | None = None,
+        admin_token: str | None = None,
     ) -> None:
         catalog = limiter.catalog
         models = [m for m in catalog.models if not any(c in m for c in "*?[")]
         upstream = StandInUpstream([*models, BASIC_MODEL] if models else DEFAULT_MODELS)
         self.limiter = limiter
         self.keys = dict(keys)
+        self.admin, self.overrides = admin_app(limiter, self.keys, admin_token)
         self.app: ASGIApp = QuotaMiddleware(
-            upstream, limiter=limiter, resolve=self.keys.get, views=True
+            upstream, limiter=limiter, resolve=self.resolve, views=True, models=upstream.models
         )
+        if self.overrides is not None:  # a changed deal applies from the next request
+            self.overrides.subscribe(self.forget)
         if metrics is not None:
             self.app = with_metrics(self.app, metrics.registry)
 
+    def forget(self, account: str) -> None:
+        """Drop the account's keys from the middleware's key cache (its deal changed)."""
+        if isinstance(self.app, QuotaMiddleware):
+            for key, who in self.keys.items():
+                if who.account == account:
+                    self.app.keys.invalidate(key)
+
+    def resolve(self, key: str) -> Principal | None:
+        """The keys file's principal of ``key``, with the admin app's overrides laid over."""
+        who = self.keys.get(key)
+        return who if who is None or self.overrides is None else self.overrides.apply(who)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if self.admin is not None and (path == "/admin" or path.startswith("/admin/")):
+            root = scope.get("root_path", "") + "/admin"
+            await self.admin({**scope, "root_path": root}, receive, send)
+            return
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
@@ -123,6 +147,22 @@ class Gateway:
                 return
 
 
+def admin_app(
+    limiter: AsyncLimiter, keys: Mapping[str, Principal], token: str | None
+) -> tuple[ASGIApp | None, Overrides | None]:
+    """The admin app (``quota.admin``) for ``--admin-token``, resolving the keys file's accounts
+    (an account's first key), and the override store it writes; (None, None) without a token."""
+    if not token:
+        return None, None
+    from ..admin import Overrides, app
+
+    store = Overrides()
+    accounts: dict[str, Principal] = {}
+    for key, who in keys.items():  # with its key, so the per-key limits show too
+        accounts.setdefault(who.account, who if who.key else who.model_copy(update={"key": key}))
+    return app(limiter, token=token, resolve=accounts, overrides=store), store
+
+
 def banner(
     catalog: Catalog,
     backend: str,
@@ -130,11 +170,14 @@ def banner(
     url: str,
     demo: bool,
     metrics: bool = False,
+    admin: bool = False,
 ) -> str:
     """What ``quota serve`` prints before it starts: the keys and a request to try."""
     lines = [f"quota serve: catalog {catalog.name!r}, storage {redact(backend)}, at {url}"]
     if metrics:
         lines.append(f"Prometheus metrics at {url}/metrics")
+    if admin:
+        lines.append(f"admin API and dashboard at {url}/admin/ (open {url}/admin/?token=...)")
     if demo:
         lines.append("demo keys (one account per plan):")
         width = max(len(k) for k in keys)
@@ -171,6 +214,7 @@ def run(
     host: str,
     port: int,
     metrics: bool = False,
+    admin_token: str | None = None,
 ) -> int:
     """Serve until interrupted; ConfigError when uvicorn (or, with ``metrics``,
     prometheus-client) is missing or an input is bad (``$QUOTA_SECRET`` too short, say)."""
@@ -190,8 +234,9 @@ def run(
     limiter = AsyncLimiter(catalog, backend, observer=observer, secret=secret)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     print(said, file=sys.stderr, flush=True)
-    print(banner(catalog, backend, keys, url, keys_file is None, metrics), flush=True)
-    app = Gateway(limiter, keys, observer)
+    admin = bool(admin_token)
+    print(banner(catalog, backend, keys, url, keys_file is None, metrics, admin), flush=True)
+    app = Gateway(limiter, keys, observer, admin_token)
     config = uvicorn.Config(app, host=host, port=port, log_level="info")
     uvicorn.Server(config).run()
     sys.stdout.flush()
@@ -200,4 +245,5 @@ def run(
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``quota serve``: ``run`` with the parsed options."""
-    return run(args.catalog, args.backend, args.keys, args.host, args.port, args.metrics)
+    token = args.admin_token or os.environ.get("QUOTA_ADMIN_TOKEN") or None
+    return run(args.catalog, args.backend, args.keys, args.host, args.port, args.metrics, token)

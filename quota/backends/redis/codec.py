@@ -22,6 +22,7 @@ from importlib import resources
 from typing import Any
 
 from ...algorithms import Outcome
+from ...algorithms.thresholds import Crossing, Watch
 from ...keys import GLOBAL_SLOT
 from ..base import Op, Verdict
 from .records import Record, decode_record, encode_record
@@ -34,6 +35,8 @@ Arg = str | int
 #: The command word of an acquire without a request id over one slot set: the library's
 #: function where the server runs it (``calls.invoke``), else the script's command.
 FAST = "fast"
+#: The command word of a watched acquire: the watches, then a FAST or "acquire" call's words.
+ALERTED = "alerted"
 #: One Redis command: its name, then its arguments.
 Command = tuple[Arg, ...]
 
@@ -288,3 +291,19 @@ def verdict(reply: Sequence[Any], fields: Sequence[str]) -> Verdict:
         for i in range(2, len(r), 5)
     )
     return Verdict(r[0] == 1, outs, tuple(fields))
+
+
+def watch_args(now: int, watches: Sequence[tuple[int, Watch, int]]) -> list[Arg]:
+    """The words ``lua/commands.lua``'s ``cmd_alerted`` reads before the acquire it wraps:
+    per watch (op index within the call, the watch, its index among the template's), the op
+    index, kind, span, capacity and thresholds."""
+    out: list[Arg] = [ALERTED, now, len(watches)]
+    for k, w, _ in watches:
+        out += (k, w.kind, w.span, w.capacity, len(w.thresholds), *w.thresholds)
+    return out
+
+
+def crossings(crossed: Sequence[Any], watches: Sequence[tuple[int, Watch, int]]) -> list[Crossing]:
+    """The ``{watch, prior, level}`` triples of an alerted reply, numbered as the template's
+    watches (the call numbers its own from 0)."""
+    return [Crossing(watches[int(i)][2], int(prior), int(new)) for i, prior, new in crossed]

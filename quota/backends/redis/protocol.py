@@ -19,8 +19,10 @@ from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ...algorithms import Charge, Outcome, State
+from ...algorithms.thresholds import MARK, WATCH, Crossing, Watch
 from ...keys import GLOBAL_SLOT
 from ..base import Op, Verdict
+from ..memory import Alerted
 from ..planned import PlannedOps
 from . import codec
 from .codec import CODES, FAST, Arg, Command, Group, Layout, decode_state, outcomes, verdict
@@ -107,7 +109,11 @@ class Protocol:
     def _shape(self, slot: str, ops: Sequence[Op]) -> FastShape | None:
         """What ``fast`` sends for every acquire of one template: keys, arguments (costs
         included, overwritten per call), where the costs go, the fields; None when its
-        acquire needs more than one call."""
+        acquire needs more than one call, or watches alert thresholds (``acquire`` sends it
+        wrapped in the script's ``alerted``: the library's function and its arguments stay
+        those of an acquire without alerts)."""
+        if isinstance(ops, PlannedOps) and WATCH in ops.targets.memo:
+            return None
         planned = self.groups(slot, ops)
         if len(planned) != 1:
             return None
@@ -133,7 +139,19 @@ class Protocol:
         if request_id is None and len(groups) > 1:
             # A later slot may deny: the earlier ones need a record to be undone exactly.
             request_id = f"~{uuid.uuid4().hex}"
-        return (yield from self._acquire_each(now, slot, ops, groups, request_id, ttl_ms))
+        watches = ops.targets.memo.get(WATCH) if isinstance(ops, PlannedOps) else None
+        return (yield from self._acquire_each(now, slot, ops, groups, request_id, ttl_ms, watches))
+
+    @staticmethod
+    def _watched(
+        group: Group, ops: Sequence[Op], watches: Sequence[Watch] | None
+    ) -> list[tuple[int, Watch, int]]:
+        """The watches on ``group``'s ops: (op index within the call, watch, its index)."""
+        if not watches:
+            return []
+        mine = [i for i, op in enumerate(ops) if op.slot in group.slots]
+        within = {i: k for k, i in enumerate(mine)}
+        return [(within[w.op], w, n) for n, w in enumerate(watches) if w.op in within]
 
     def _acquire_each(
         self,
@@ -143,21 +161,30 @@ class Protocol:
         groups: list[Group],
         request_id: str | None,
         ttl_ms: int,
+        watches: Sequence[Watch] | None = None,
     ) -> Flow[Verdict]:
         """Acquire ``groups`` one call each (records when ``request_id``), undoing the earlier
-        calls when a later one denies (the ordered reserve-then-release protocol)."""
+        calls when a later one denies (the ordered reserve-then-release protocol); each
+        call with watched ops is wrapped in ``alerted`` (the same round trip)."""
         found: dict[tuple[str, str], Outcome] = {}
         replays: list[tuple[str, Outcome]] = []
         done: list[tuple[Group, str | None]] = []
+        crossed: list[Crossing] = []
         for i, group in enumerate(groups):
             record = self._record(group, slot, request_id)
             if record is None:  # one call, nothing to record: the library's function
                 keys, fast = group.fast(self.layout)
-                reply = yield keys, [FAST, now, *fast]
+                args: list[Arg] = [FAST, now, *fast]
             else:
                 links = codec.linked(group.slots, [g.slots[0] for g in groups[i + 1 :]])
-                args: list[Arg] = ["acquire", now, ttl_ms, links, *group.args()]
-                reply = yield group.keys(self.layout, record), args
+                args = ["acquire", now, ttl_ms, links, *group.args()]
+                keys = group.keys(self.layout, record)
+            mine = self._watched(group, ops, watches)
+            if mine:
+                reply, more = yield keys, [*codec.watch_args(now, mine), *args]
+                crossed += codec.crossings(more, mine)
+            else:
+                reply = yield keys, args
             v = verdict(reply, [op.field for op in group.ops])
             pairs = list(zip(v.fields, v.outcomes, strict=True))
             if v.replayed:  # the stored decision, whatever the ops are now
@@ -179,7 +206,7 @@ class Protocol:
             outs, fields = tuple(o for _, o in replays), tuple(f for f, _ in replays)
             return Verdict(True, outs, fields, replayed=True)
         ordered = tuple(found[(op.slot, op.field)] for op in ops)
-        return Verdict(True, ordered, tuple(op.field for op in ops))
+        return Alerted.of(Verdict(True, ordered, tuple(op.field for op in ops)), crossed)
 
     def _back_out(
         self,
@@ -296,5 +323,7 @@ class Protocol:
             values: Mapping[str, str] = yield ("HGETALL", key)
             slot = self.layout.slot_of(key)
             for name, raw in values.items():
+                if MARK in name:  # an alert's marker (quota.algorithms.thresholds)
+                    continue
                 out[(slot, name)] = decode_state(algorithms[name.split("/")[0]], raw)
         return out

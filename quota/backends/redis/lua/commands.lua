@@ -325,6 +325,7 @@ local function cmd_top_up()
   local op = read_ops(4)[1]
   local state = bl_top_up(load(op), op.params, amount)
   redis.call("HSET", key_of(op), op.field, encode(op.code, state))
+  redis.call("HDEL", key_of(op), op.field .. "!r") -- "below" alerts re-arm
   return state[1]
 end
 
@@ -333,6 +334,70 @@ local COMMANDS = {
   direct = cmd_direct, undo = cmd_undo, peek = cmd_peek,
   reset = cmd_reset, top_up = cmd_top_up,
 }
+
+-- Threshold alerts: quota/algorithms/thresholds.py, transcribed (read it for the why).
+-- How many of a watch's thresholds x has reached (a leading run).
+local function alert_level(w, x)
+  local n = 0
+  for i = 1, #w.ts do
+    local t = w.ts[i]
+    if (w.kind == "u" and x >= t) or (w.kind ~= "u" and x <= t) then n = i else return n end
+  end
+  return n
+end
+
+-- One watch after an admitted decision: its marker raised; returns the level emitted before
+-- and the new level, or nil when nothing is newly reached. o: the op's outcome.
+local function alert_cross(now, w, key, name, o)
+  local x = o[2]
+  if w.kind == "u" then x = w.cap - o[2] elseif w.kind == "t" then x = o[3] end
+  local reached = alert_level(w, x)
+  if reached == 0 then return nil end
+  local window, prior = o[5], 0
+  if w.span > 0 then window = now end
+  local raw = redis.call("HGET", key, name)
+  if raw then
+    local marker = numbers(raw)
+    local live = marker[1] == o[5]
+    if w.span > 0 then live = now < marker[1] + w.span end
+    if live then window, prior = marker[1], marker[2] end
+  end
+  if reached <= prior then return nil end
+  redis.call("HSET", key, name, fmt(window) .. ":" .. fmt(reached))
+  local left = o[3] -- until the limit resets (a balance: never), or the rolling window ends
+  if w.span > 0 then left = window + w.span - now end
+  if left > 0 and redis.call("PTTL", key) < left then redis.call("PEXPIRE", key, left) end
+  return prior, reached
+end
+
+-- "alerted", now, m, then per watch: op index (0-based), kind, span, capacity, count, the
+-- thresholds; then a "fast" or "acquire" command's arguments, run as itself. Replies
+-- {the command's reply, {watch, prior level, new level}...} (watches numbered from 0).
+local function cmd_alerted()
+  local now, m, j, watches = tonumber(A[2]), tonumber(A[3]), 4, {}
+  for i = 1, m do
+    local c, ts = tonumber(A[j + 4]), {}
+    for q = 1, c do ts[q] = tonumber(A[j + 4 + q]) end
+    watches[i] = {k = tonumber(A[j]), kind = A[j + 1], span = tonumber(A[j + 2]),
+      cap = tonumber(A[j + 3]), ts = ts}
+    j = j + 5 + c
+  end
+  local inner = {}
+  for i = j, #A do inner[#inner + 1] = A[i] end
+  A = inner
+  local reply, crossed = COMMANDS[A[1]](), {}
+  if reply[1] ~= 1 or reply[2] ~= 0 then return {reply, crossed} end
+  local at, w = 3, OP - 1 -- where the ops start, and their width, in "fast" and in "acquire"
+  if A[1] == "acquire" then at, w = 5, OP end
+  for i, wt in ipairs(watches) do
+    local op, r = at + 1 + w * wt.k, 2 + 5 * wt.k
+    local o = {reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5]}
+    local prior, reached = alert_cross(now, wt, K[tonumber(A[op]) + 1], A[op + 1] .. "!" .. wt.kind, o)
+    if prior then crossed[#crossed + 1] = {i - 1, prior, reached} end
+  end
+  return {reply, crossed}
+end
+COMMANDS.alerted = cmd_alerted
 
 -- A batch: many calls' commands in one script run, so one event loop's concurrent decisions
 -- cost one round trip (single server only: on Cluster a script's keys share one slot).
