@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import queue
 import threading
@@ -31,38 +29,21 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .alerts import Alert
+from .signatures import SIGNATURE, TIMESTAMP, sign, verify
 
-SIGNATURE = "X-Quota-Signature"
-TIMESTAMP = "X-Quota-Timestamp"
+__all__ = [
+    "SIGNATURE",
+    "TIMESTAMP",
+    "AsyncWebhookSender",
+    "Stats",
+    "WebhookSender",
+    "payload",
+    "sign",
+    "verify",
+]
+
 #: Answers not worth retrying: the receiver refuses this request as it is.
 _FINAL = frozenset(range(400, 500)) - {408, 425, 429}
-
-
-def sign(secret: str | bytes, body: bytes, timestamp: int) -> str:
-    """The ``X-Quota-Signature`` value of ``body`` sent at ``timestamp``."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    mac = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"sha256={mac.hexdigest()}"
-
-
-def verify(
-    secret: str | bytes,
-    body: bytes,
-    timestamp: str | int,
-    signature: str,
-    tolerance: float = 300,
-    now: float | None = None,
-) -> bool:
-    """Whether ``signature`` is the sender's for ``body`` at ``timestamp`` (the two headers,
-    as received), and the timestamp is within ``tolerance`` seconds of ``now`` (default:
-    the clock). Compared in constant time."""
-    try:
-        ts = int(timestamp)
-    except (TypeError, ValueError):
-        return False
-    if abs((time.time() if now is None else now) - ts) > tolerance:
-        return False
-    return hmac.compare_digest(sign(secret, body, ts), signature)
 
 
 @dataclass(slots=True)

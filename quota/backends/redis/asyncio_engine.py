@@ -15,6 +15,7 @@ from typing import Any
 from ...algorithms import Charge, Outcome, State
 from ...errors import BackendError
 from ..base import Op, Verdict
+from . import reads
 from .batch import Batcher
 from .calls import ERRORS, RETRIED, drive_async, invoke
 from .codec import Command, verdict
@@ -135,7 +136,7 @@ class AsyncRedisBackend(Shared):
         return await drive_async(self.protocol.top_up(now, op, amount), self._eval)
 
     async def read_states(self, ops: Sequence[Op]) -> list[State]:
-        return await drive_async(self.protocol.read_states(ops), self.execute)
+        return await drive_async(reads.read_states(self.layout, ops), self.execute)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -145,4 +146,4 @@ class AsyncRedisBackend(Shared):
         """Every stored state, decoded (tests): ``algorithms`` maps limit name -> algorithm."""
         found = self.client.scan_iter(match=self.layout.pattern(), count=SCAN_COUNT)
         keys = [key async for key in found]
-        return await drive_async(self.protocol.dump(keys, algorithms), self.execute)
+        return await drive_async(reads.dump(self.layout, keys, algorithms), self.execute)

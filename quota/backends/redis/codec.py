@@ -1,13 +1,8 @@
-"""What the Redis engine sends and receives: scripts, key names, arguments, replies, records.
+"""What the Redis engine sends and receives: key names, arguments, replies.
 
 Pure (no I/O), so that the sync and async engines share it, secret rotation names keys the way
-the engine does, and tests can read stored state. The engine's script is ``lua/arith.lua`` +
-``algorithms.lua`` + ``states.lua`` + ``core.lua`` + ``commands.lua``: one SHA for every
-command, so a reload after NOSCRIPT restores everything at once. Its function library (Redis 7
-and later) is the same files up to ``core.lua``, then ``library.lua``: the acquire of a
-decision without a request id, called by FCALL. Rotation's script, ``lua/rotate.lua``, is kept
-apart: it calls commands (TYPE, HGETALL, DEL) that the engine's user does not need. How states
-and reservation records are spelt lives in ``stored`` and ``records``.
+the engine does, and tests can read stored state. The scripts themselves are ``scripts``'s; how
+states and reservation records are spelt lives in ``stored`` and ``records``.
 """
 
 from __future__ import annotations
@@ -17,8 +12,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
-from importlib import resources
+from functools import lru_cache
 from typing import Any
 
 from ...algorithms import Outcome
@@ -26,10 +20,23 @@ from ...algorithms.thresholds import Crossing, Watch
 from ...keys import GLOBAL_SLOT
 from ..base import Op, Verdict
 from .records import Record, decode_record, encode_record
+from .scripts import ENGINE, LIBRARY, ROTATE, Library, Script, script_sha
 from .stored import CODES, decode_state
 
-# Re-exported: state and record formats live in their own modules.
-__all__ = ["CODES", "Record", "decode_record", "decode_state", "encode_record"]
+# Re-exported: scripts, state and record formats live in their own modules.
+__all__ = [
+    "CODES",
+    "ENGINE",
+    "LIBRARY",
+    "ROTATE",
+    "Library",
+    "Record",
+    "Script",
+    "decode_record",
+    "decode_state",
+    "encode_record",
+    "script_sha",
+]
 
 Arg = str | int
 #: The command word of an acquire without a request id over one slot set: the library's
@@ -39,66 +46,6 @@ FAST = "fast"
 ALERTED = "alerted"
 #: One Redis command: its name, then its arguments.
 Command = tuple[Arg, ...]
-
-
-class Script:
-    """One Lua program as Redis receives it: files of ``lua/`` joined, read at first use.
-
-    ``sha`` is the name EVALSHA calls it by; ``text`` is what EVAL sends after NOSCRIPT."""
-
-    def __init__(self, *files: str) -> None:
-        self.files = files
-
-    @cached_property
-    def body(self) -> str:
-        lua = resources.files(__package__) / "lua"
-        return "\n".join((lua / name).read_text() for name in self.files)
-
-    @property
-    def text(self) -> str:
-        return self.body
-
-    @cached_property
-    def sha(self) -> str:
-        return hashlib.sha1(self.text.encode()).hexdigest()
-
-
-class Library(Script):
-    """A Redis function library (``FUNCTION LOAD``) of files of ``lua/``, whose last file
-    defines ``quota_acquire``: library and function are named after the body's hash, so that
-    gateways of two versions sharing a server each call their own."""
-
-    @cached_property
-    def version(self) -> str:
-        return hashlib.sha1(self.body.encode()).hexdigest()[:16]
-
-    @property
-    def name(self) -> str:
-        return f"quota_{self.version}"
-
-    @property
-    def function(self) -> str:
-        """The name FCALL calls."""
-        return f"quota_acquire_{self.version}"
-
-    @cached_property
-    def text(self) -> str:
-        head = f"#!lua name={self.name}\n"
-        return f"{head}{self.body}\nredis.register_function('{self.function}', quota_acquire)\n"
-
-
-_SHARED = ("arith.lua", "algorithms.lua", "states.lua", "window.lua", "core.lua")
-#: Every command a decision runs (acquire, settle, undo, peek, reset, top-up, batch).
-ENGINE = Script(*_SHARED, "commands.lua")
-#: The acquire of a decision without a request id, as a function (Redis 7 and later).
-LIBRARY = Library(*_SHARED, "library.lua")
-#: Secret rotation's snapshot and compare-and-delete (``quota.backends.redis.rotate``).
-ROTATE = Script("rotate.lua")
-
-
-def script_sha() -> str:
-    """The engine script's SHA (what a server holds once it has loaded it)."""
-    return ENGINE.sha
 
 
 def request_hash(request_id: str) -> str:

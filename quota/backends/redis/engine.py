@@ -21,6 +21,7 @@ from typing import Any
 from ...algorithms import Charge, Outcome, State
 from ...errors import BackendError, ConfigError
 from ..base import Op, Verdict
+from . import reads
 from .calls import (
     ERRORS,
     RETRIED,
@@ -204,7 +205,7 @@ class RedisBackend(Shared):
         return drive(self.protocol.top_up(now, op, amount), self._eval)
 
     def read_states(self, ops: Sequence[Op]) -> list[State]:
-        return drive(self.protocol.read_states(ops), self.execute)
+        return drive(reads.read_states(self.layout, ops), self.execute)
 
     def close(self) -> None:
         if isinstance(self._direct, Direct):
@@ -215,4 +216,4 @@ class RedisBackend(Shared):
     def dump(self, algorithms: Mapping[str, str]) -> dict[tuple[str, str], State]:
         """Every stored state, decoded (tests): ``algorithms`` maps limit name -> algorithm."""
         keys = list(self.client.scan_iter(match=self.layout.pattern(), count=SCAN_COUNT))
-        return drive(self.protocol.dump(keys, algorithms), self.execute)
+        return drive(reads.dump(self.layout, keys, algorithms), self.execute)

@@ -8,8 +8,8 @@ each group's. On Cluster, where a script sees one hash slot, a decision spanning
 runs the ordered reserve-then-release protocol: one call per slot, the account's first, then the
 others in the order of the ops; when a later call denies, the earlier ones are undone (their
 states put back exactly when nothing touched them since, else released), so the caller still
-sees one all-or-nothing decision. Reading states (``read_states``, ``dump``) yields plain
-commands. A reservation record names the other slots of its decision (``codec.linked``).
+sees one all-or-nothing decision. Reading states with plain commands is ``reads``'s. A
+reservation record names the other slots of its decision (``codec.linked``).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import uuid
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from ...algorithms import Charge, Outcome, State
-from ...algorithms.thresholds import MARK, WATCH, Crossing, Watch
+from ...algorithms import Charge, Outcome
+from ...algorithms.thresholds import WATCH, Crossing, Watch
 from ...keys import GLOBAL_SLOT
 from ..base import Op, Verdict
 from ..memory import Alerted
 from ..planned import PlannedOps
 from . import codec
-from .codec import CODES, FAST, Arg, Command, Group, Layout, decode_state, outcomes, verdict
+from .codec import CODES, FAST, Arg, Group, Layout, outcomes, verdict
 
 Result = TypeVar("Result")
 #: One script call: its keys and its arguments.
@@ -34,8 +34,6 @@ Call = tuple[list[str], list[Arg]]
 Flow = Generator[Call, Any, Result]
 #: A template's fast call: keys, arguments, the positions of its costs, the fields replied.
 FastShape = tuple[list[str], list[Arg], tuple[int, ...], list[str]]
-#: A read as the plain commands it sends, ending with its result.
-Reads = Generator[Command, Any, Result]
 
 
 def _actual(actual: Mapping[str, int] | None) -> tuple[str, list[Arg]]:
@@ -298,32 +296,3 @@ class Protocol:
         group = Group((op.slot,), (op,))
         reply = yield group.keys(self.layout), ["top_up", now, amount, *group.args()]
         return int(reply)
-
-    def read_states(self, ops: Sequence[Op]) -> Reads[list[State]]:
-        """The stored states of ``ops``, one HMGET per hash."""
-        by_hash: dict[str, list[int]] = {}
-        for i, op in enumerate(ops):
-            by_hash.setdefault(self.layout.hash_of(op.slot, op.algorithm), []).append(i)
-        out: list[State] = [() for _ in ops]
-        for key, idx in by_hash.items():
-            raw = yield ("HMGET", key, *(ops[i].field for i in idx))
-            for i, value in zip(idx, raw, strict=True):
-                out[i] = decode_state(ops[i].algorithm, value or "")
-        return out
-
-    def dump(
-        self, keys: Iterable[str], algorithms: Mapping[str, str]
-    ) -> Reads[dict[tuple[str, str], State]]:
-        """Every state the hashes among ``keys`` hold, decoded (tests): ``algorithms`` maps
-        limit name -> algorithm; reservation records are skipped."""
-        out: dict[tuple[str, str], State] = {}
-        for key in keys:
-            if self.layout.is_record(key):
-                continue
-            values: Mapping[str, str] = yield ("HGETALL", key)
-            slot = self.layout.slot_of(key)
-            for name, raw in values.items():
-                if MARK in name:  # an alert's marker (quota.algorithms.thresholds)
-                    continue
-                out[(slot, name)] = decode_state(algorithms[name.split("/")[0]], raw)
-        return out
