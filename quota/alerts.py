@@ -17,9 +17,8 @@ from typing import Any, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .algorithms import Outcome
+from .algorithms import Outcome, Params
 from .algorithms.thresholds import WATCH, Crossing, Watch
-from .backends.base import Op
 from .limit import Limit
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -90,7 +89,20 @@ class Watched(NamedTuple):
     labels: tuple[int, ...]
 
 
-def plan_watches(config: AlertConfig, limits: Sequence[Limit], ops: Sequence[Op]) -> list[Watched]:
+class Addressed(Protocol):
+    """What the watches read of an op (``backends.base.Op`` has it): its algorithm and
+    params."""
+
+    @property
+    def algorithm(self) -> str: ...
+
+    @property
+    def params(self) -> Params: ...
+
+
+def plan_watches(
+    config: AlertConfig, limits: Sequence[Limit], ops: Sequence[Addressed]
+) -> list[Watched]:
     """The watches of one template: ``limits[i]`` is the limit of ``ops[i]``."""
     out: list[Watched] = []
     for i, (lim, op) in enumerate(zip(limits, ops, strict=True)):
@@ -194,7 +206,7 @@ class Emitter:
 
 
 def attach(
-    memo: dict[object, Any], config: AlertConfig, limits: Sequence[Limit], ops: Sequence[Op]
+    memo: dict[object, Any], config: AlertConfig, limits: Sequence[Limit], ops: Sequence[Addressed]
 ) -> None:
     """Put a template's watches where the engines look (``Targets.memo``; nothing when no
     limit of it is watched: its acquires then take the path of a catalog without alerts)."""
