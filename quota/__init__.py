@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import views  # quota.views.stats / astats / validate: the /stats and /validate bodies
+from .alerts import Alert
 from .asgi import KeyCache, OpenAIProfile, QuotaMiddleware
 from .backends.breaker import Breaker
 from .catalog import Catalog, HeaderConfig, Plan, Principal
@@ -23,6 +24,7 @@ from .observe import Observer
 __version__ = "0.1.0"
 
 __all__ = [
+    "Alert",
     "AsyncLimiter",
     "BackendError",
     "Breaker",

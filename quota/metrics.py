@@ -20,6 +20,7 @@ Metric names (namespace ``quota``, base units, ``_total`` counters):
   failed (``mode``: ``local``, ``allow`` or ``deny``).
 - ``quota_cache_hits_total{plan, limit}``: denials answered by the in-process block cache.
 - ``quota_shadow_denials_total{plan, limit}``: shadow-mode limits that would have denied.
+- ``quota_alerts_total{plan, limit, kind, threshold}``: threshold alerts (``quota.alerts``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from .alerts import Alert
     from .decision import Decision
 
 #: Latency buckets in seconds: an in-process decision takes tens of microseconds, a Redis round
@@ -111,6 +113,12 @@ class PrometheusMetrics:
             ["plan", "limit"],
             **common,
         )
+        self.alerts = pc.Counter(
+            "alerts",
+            "Threshold alerts (quota.alerts) by plan, limit and kind; the threshold as declared.",
+            ["plan", "limit", "kind", "threshold"],
+            **common,
+        )
         self._children: dict[tuple[str, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -134,6 +142,12 @@ class PrometheusMetrics:
             self._child(self.cache_hits, plan, decision.denied_by or "unknown").inc()
         for name in decision.shadow_denied:
             self._child(self.shadow_denials, plan, name).inc()
+
+    def alert(self, event: Alert) -> None:
+        """One threshold alert (the observer's optional ``alert``): counted by plan, limit,
+        kind and declared threshold, all names and numbers of the catalog."""
+        labels = (event.plan, event.limit, event.kind, str(event.threshold))
+        self._child(self.alerts, *labels).inc()
 
     def backend_call(self, operation: str, seconds: float, ok: bool) -> None:
         """Time one store call; count it as an error when it failed."""

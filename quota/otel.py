@@ -23,6 +23,7 @@ Instruments (meter ``quota``), the same measurements and bounded attributes as
   ``allow``, ``deny``).
 - ``quota.cache_hits{plan, limit}`` (counter): denials answered by the block cache.
 - ``quota.shadow_denials{plan, limit}`` (counter): shadow-mode limits that would have denied.
+- ``quota.alerts{plan, limit, kind, threshold}`` (counter): threshold alerts.
 
 Spans (tracer ``quota``), children of whatever span is current (the request's, under an
 instrumented server): ``quota.decision`` per acquire, with ``quota.plan``, ``quota.outcome``,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
+    from .alerts import Alert
     from .decision import Decision
 
 log = logging.getLogger("quota.otel")
@@ -133,6 +135,11 @@ class OpenTelemetryObserver:
             unit="{denial}",
             description="Shadow-mode limits that would have denied a request (it went on).",
         )
+        self.alerts = meter.create_counter(
+            "quota.alerts",
+            unit="{alert}",
+            description="Threshold alerts by plan, limit, kind and declared threshold.",
+        )
 
     def _labels(self, *pairs: str) -> dict[str, str]:
         """The attribute dict of ``name, value, name, value...``, built once per label set."""
@@ -180,6 +187,14 @@ class OpenTelemetryObserver:
         if decision.shadow_denied:
             attributes["quota.shadow_denied"] = list(decision.shadow_denied)
         return attributes
+
+    def alert(self, event: Alert) -> None:
+        """Count one threshold alert (catalog names and declared numbers only)."""
+        try:
+            labels = ("plan", event.plan, "limit", event.limit, "kind", event.kind)
+            self.alerts.add(1, self._labels(*labels, "threshold", str(event.threshold)))
+        except Exception:
+            self._swallow()
 
     def backend_call(self, operation: str, seconds: float, ok: bool) -> None:
         """Time one store call (an error when it failed), and record its span."""

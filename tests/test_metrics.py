@@ -183,3 +183,20 @@ def test_quota_serve_with_metrics() -> None:
     assert decisions(samples) == {("basic", "none", "allowed"): 10, ("basic", "rpm", "denied"): 1}
     assert any(name.startswith("process_") for name, _ in samples)  # the global registry
     assert f"Prometheus metrics at http://127.0.0.1:{port}/metrics" in out
+
+
+def test_alerts_are_counted_by_plan_limit_kind_and_threshold(clock: FakeClock) -> None:
+    """``PrometheusMetrics.alert``: the observer's optional method, one count per alert."""
+    catalog = quota.Catalog.load(
+        {
+            "alerts": {"used": [50, 100]},
+            "plans": {"p": {"limits": [{"name": "rpd", "meter": "requests", "rate": "4/day"}]}},
+        }
+    )
+    registry = CollectorRegistry()
+    limiter = quota.Limiter(catalog, "memory://", clock=clock, observer=PrometheusMetrics(registry))
+    who = quota.Principal(account="a", plan="p")
+    assert sum(len(limiter.acquire(who, {"requests": 1}).alerts) for _ in range(6)) == 2
+    for threshold in ("50", "100"):
+        labels = {"plan": "p", "limit": "rpd", "kind": "used", "threshold": threshold}
+        assert registry.get_sample_value("quota_alerts_total", labels) == 1

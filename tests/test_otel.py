@@ -260,3 +260,25 @@ def test_without_the_extra_import_works_and_building_names_it() -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     assert "pip install 'quota[otel]'" in run.stdout
     assert "opentelemetry-api" in run.stdout
+
+
+ALERTING = quota.Catalog.load(
+    {
+        "alerts": {"used": [50, 100]},
+        "plans": {"p": {"limits": [{"name": "rpd", "meter": "requests", "rate": "4/day"}]}},
+    }
+)
+
+
+def test_alerts_are_counted_by_plan_limit_kind_and_threshold(clock: FakeClock) -> None:
+    """The observer's optional ``alert``: the 50% and the 100% of a daily cap, once each."""
+    t = Telemetry()
+    with quota.Limiter(ALERTING, "memory://", clock=clock, observer=t.observer) as lim:
+        who = quota.Principal(account="a", plan="p")
+        got = [lim.acquire(who, {"requests": 1}) for _ in range(5)]
+    assert [len(d.alerts) for d in got] == [0, 1, 0, 1, 0]
+    base = (("kind", "used"), ("limit", "rpd"), ("plan", "p"))
+    assert t.counts("quota.alerts") == {
+        tuple(sorted((*base, ("threshold", "50")))): 1,
+        tuple(sorted((*base, ("threshold", "100")))): 1,
+    }
