@@ -6,12 +6,13 @@ it carries (``groups``, ``overrides``) are frozen too.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NoReturn, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
 
-__all__ = ["FrozenMap", "freeze"]
+__all__ = ["FrozenMap", "freeze", "thaw"]
 
 
 class FrozenMap(dict[K, V]):
@@ -39,4 +40,14 @@ def freeze(value: Any) -> Any:
         return FrozenMap({k: freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
         return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """``freeze`` undone: every mapping a dict and every tuple a list (plain JSON, or input
+    for a new Principal to freeze again)."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(v) for v in value]
     return value

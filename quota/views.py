@@ -13,6 +13,7 @@ from typing import Any
 
 from .catalog import Catalog, Plan, Principal
 from .decision import LimitState
+from .frozen import thaw
 from .limit import Limit
 from .limiter import AsyncLimiter, Limiter
 from .overrides import plan_of
@@ -138,15 +139,6 @@ def _rate(limit: Limit) -> JSON:
     return out
 
 
-def _plain(value: Any) -> Any:
-    """A principal's frozen overrides as plain JSON (dicts and lists)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def validate(catalog: Catalog, who: Principal | None) -> JSON:
     """Whether the key is valid (``who`` is None for an unknown key), its plan and what it may
     do: model tiers and ids, features (every feature a plan of the catalog names, as booleans)
@@ -172,5 +164,5 @@ def validate(catalog: Catalog, who: Principal | None) -> JSON:
             "success_only": plan.success_only,
             "limits": [_rate(lim) for lim in plan.limits],
         },
-        **({"overrides": _plain(who.overrides)} if who.overrides else {}),
+        **({"overrides": thaw(who.overrides)} if who.overrides else {}),
     }

@@ -18,6 +18,7 @@ from typing import Any
 from ..backends.memory import MemoryBackend
 from ..catalog import Principal
 from ..errors import BackendError, QuotaError
+from ..frozen import thaw
 from ..limiter import AsyncLimiter, Limiter
 from ..views import history_days, stats_body
 from .accounts import Accounts
@@ -71,7 +72,7 @@ class Api:
         body["object"] = "account"
         body["account"] = who.account
         body["groups"] = dict(who.groups)
-        body["overrides"] = _plain(who.overrides)
+        body["overrides"] = thaw(who.overrides)
         return body
 
     async def usage(self, who: Principal, days: int) -> dict[str, dict[str, int]]:
@@ -113,7 +114,7 @@ class Api:
         }
 
     def overrides(self, who: Principal) -> JSON:
-        return {"object": "overrides", "account": who.account, "overrides": _plain(who.overrides)}
+        return {"object": "overrides", "account": who.account, "overrides": thaw(who.overrides)}
 
     async def set_override(self, who: Principal, limit: str, body: JSON, by: str) -> JSON:
         """Check the account's overrides with this one set (422 in a plan file's words), then
@@ -141,7 +142,7 @@ class Api:
         what = "every override" if limit is None else f"override limit={limit!r}"
         log.info("admin %s: clear %s of account=%r (found: %s)", by, what, who.account, found)
         left = await store.run(store.get, who.account)
-        return {"object": "overrides", "account": who.account, "overrides": _plain(left)}
+        return {"object": "overrides", "account": who.account, "overrides": thaw(left)}
 
     async def nearest(self, count: int) -> list[JSON]:
         """The known accounts by how full their fullest limit is, fullest first."""
@@ -193,12 +194,4 @@ def _field(body: JSON, name: str, kind: type, default: Any = ...) -> Any:
     value = body[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise HttpError(422, f"{name} must be a {kind.__name__}", "invalid_field", param=name)
-    return value
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
     return value

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from ..catalog import Catalog, Principal
 from ..errors import CatalogError
+from ..frozen import thaw
 from ..overrides import apply
 
 Value = str | Mapping[str, Any]
@@ -106,23 +107,14 @@ def _laid(who: Principal, stored: Mapping[str, Value]) -> Principal:
 def with_overrides(who: Principal, overrides: Mapping[str, Any]) -> Principal:
     """A copy of ``who`` carrying ``overrides`` (validated and frozen like any principal's)."""
     fields = who.model_dump()
-    fields["overrides"] = _plain(overrides)
+    fields["overrides"] = thaw(overrides)
     return Principal(**fields)
-
-
-def _plain(value: Any) -> Any:
-    """Frozen mappings and tuples back to dicts and lists, for a Principal to freeze again."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def check(catalog: Catalog, who: Principal, limit: str, value: Value) -> dict[str, Any]:
     """The account's overrides with ``limit`` set to ``value``, checked against its plan as a
     plan file is (CatalogError worded like one: plan, limit, field)."""
-    merged = {**_plain(who.overrides), limit: _plain(value)}
+    merged = {**thaw(who.overrides), limit: thaw(value)}
     apply(catalog.plan(who.plan), merged, f"the overrides of account {who.account!r}")
     return merged
 
