@@ -12,15 +12,17 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ..asgi.responses import ApiError
 from ..asgi.types import Receive, Scope, Send
 
 #: A request body larger than this is refused (413): admin bodies are a few fields.
 MAX_BODY = 64 * 1024
 
 
-class HttpError(Exception):
+class HttpError(ApiError):
     """An answer the admin app gives instead of the route's own: 400, 401, 404, 405, 413,
-    422 or 503, with a machine-readable ``code``."""
+    422 or 503, with a machine-readable ``code``; the middleware's ``ApiError`` with the
+    admin's error types (401 is an ``authentication_error``)."""
 
     def __init__(
         self,
@@ -31,20 +33,10 @@ class HttpError(Exception):
         param: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.param = param
-        self.headers = dict(headers or {})
-
-    def body(self) -> dict[str, Any]:
-        kind = "server_error" if self.status >= 500 else "invalid_request_error"
-        if self.status == 401:
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        if status == 401:
             kind = "authentication_error"
-        return {
-            "error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}
-        }
+        super().__init__(status, message, code, param=param, type=kind, headers=headers)
 
 
 class Request:
