@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from conftest import storage_url
-from test_redis_concurrency import FROZEN, _context
+from test_redis_concurrency import FROZEN
+from workers import run_workers
 
 import quota
 
@@ -84,20 +85,9 @@ def test_processes_of_two_accounts_admit_exactly_the_orgs_limits(
     request: pytest.FixtureRequest, engine: str
 ) -> None:
     url = storage_url(request, engine)
-    ctx = _context()
-    barrier = ctx.Barrier(WORKERS)
-    results = ctx.Queue()
-    workers = [ctx.Process(target=hammer, args=(url, i, barrier, results)) for i in range(WORKERS)]
-    for w in workers:
-        w.start()
-    try:
-        replies = [results.get(timeout=60) for _ in workers]
-    finally:
-        for w in workers:
-            w.join(timeout=30)
+    replies = run_workers(hammer, lambda i: (url, i), WORKERS)
     errors = [err for _, _, err in replies if err]
     assert not errors, "\n".join(errors)
-    assert all(w.exitcode == 0 for w in workers)
 
     totals = {plan: sum(counts[plan] for _, counts, _ in replies) for plan in COSTS}
     assert totals == dict.fromkeys(COSTS, LIMIT), totals

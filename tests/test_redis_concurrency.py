@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import storage_url
+from workers import run_workers
 
 import quota
 
@@ -86,33 +87,15 @@ def hammer(
         results.put((index, None, traceback.format_exc()))
 
 
-def _context() -> Any:
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method)
-
-
 @pytest.mark.parametrize("engine", ["redis", "cluster"])
 def test_processes_hammering_one_account_admit_exactly_the_limit(
     request: pytest.FixtureRequest, engine: str
 ) -> None:
     url = storage_url(request, engine)
     account = f"acct_hammer_{engine}"
-    ctx = _context()
-    barrier = ctx.Barrier(WORKERS)
-    results = ctx.Queue()
-    workers = [
-        ctx.Process(target=hammer, args=(url, account, i, barrier, results)) for i in range(WORKERS)
-    ]
-    for w in workers:
-        w.start()
-    try:
-        replies = [results.get(timeout=60) for _ in workers]
-    finally:
-        for w in workers:
-            w.join(timeout=30)
+    replies = run_workers(hammer, lambda i: (url, account, i), WORKERS)
     errors = [err for _, _, err in replies if err]
     assert not errors, "\n".join(errors)
-    assert all(w.exitcode == 0 for w in workers)
 
     totals = {plan: sum(counts[plan] for _, counts, _ in replies) for plan in PLANS}
     assert totals == dict.fromkeys(PLANS, LIMIT), totals

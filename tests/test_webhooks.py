@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from conftest import FakeClock
 from http_servers import uvicorn_server
-from test_redis_concurrency import FROZEN, _context
+from test_redis_concurrency import FROZEN
+from workers import run_workers
 
 import quota
 from quota.webhooks import SIGNATURE, TIMESTAMP, AsyncWebhookSender, WebhookSender, sign, verify
@@ -227,14 +228,7 @@ def test_processes_emit_each_threshold_once(
     100% event in all, each signed."""
     recv, hook = receiver
     url = f"redis://127.0.0.1:{redis_port}/0?prefix=hooks{time.monotonic_ns()}"
-    ctx = _context()
-    barrier, results = ctx.Barrier(8), ctx.Queue()
-    workers = [ctx.Process(target=hammer, args=(url, hook, i, barrier, results)) for i in range(8)]
-    for w in workers:
-        w.start()
-    got = [results.get(timeout=120) for _ in workers]
-    for w in workers:
-        w.join(30)
+    got = run_workers(hammer, lambda i: (url, hook, i), 8)
     assert [g[3] for g in got] == [None] * 8, [g[3] for g in got if g[3]]
     assert sum(g[1] for g in got) == 400  # 480 attempts on a cap of 400
     events = sorted((e["threshold"], e["used"]) for e in recv.events())  # any arrival order
