@@ -85,6 +85,9 @@ class Decision:
     shadow_denied: tuple[str, ...] = ()
     alerts: tuple[Alert, ...] = ()  # thresholds this decision newly reached (quota.alerts)
     header_config: HeaderConfig | None = None
+    #: Where ``headers()`` keeps what it derives once per template (the template's memo;
+    #: None when the states are not the template's rules in order). Not a field.
+    header_memo: dict[object, Any] | None = None
     _states: tuple[LimitState, ...] | None = ()
     _build: Callable[[], tuple[LimitState, ...]] | None = None
 
@@ -181,4 +184,4 @@ class Decision:
         raise KeyError(f"no limit named {name!r} in this decision")
 
 
-_OPTIONAL = frozenset(FIELDS[5:]) | {"header_config"}
+_OPTIONAL = frozenset(FIELDS[5:]) | {"header_config", "header_memo"}

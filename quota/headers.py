@@ -89,6 +89,8 @@ class _Shape(NamedTuple):
     # openai: (its three header names, the indices of the meter's states), per meter
     binding: tuple[tuple[tuple[str, str, str], tuple[int, ...]], ...]
     limits: tuple[str, ...]  # each state's limit as a header value
+    ietf: str  # RateLimit, with a %d for each state's remaining and reset
+    fixed: bool  # no balance among the states: the limits cannot change under a template
 
 
 #: (styles, (name, meter, algorithm, limit, window) of each state) -> its _Shape; bounded
@@ -114,6 +116,8 @@ def _shape(states: Sequence[LimitState]) -> _Shape:
         tuple(sf_string(s.name) for s in states),
         tuple(m for m in meters if m[1]),
         tuple(count(s.limit) for s in states),
+        ", ".join(f"{sf_string(s.name).replace('%', '%%')};r=%d;t=%d" for s in states),
+        all(s.algorithm != "balance" for s in states),  # a balance's limit grows by top-ups
     )
 
 
@@ -122,26 +126,22 @@ def _fast(decision: Rendered, styles: tuple[str, ...]) -> dict[str, str]:
     change between requests (policies, quoted names, limits) is rendered once per set of
     states, so a decision's headers cost a few string joins."""
     states = decision.states
-    key = (styles, tuple(map(_STATIC, states)))
-    shape = _SHAPES.get(key)
+    memo = getattr(decision, "header_memo", None)  # the template's, when it may serve
+    shape = None if memo is None else memo.get(styles)
     if shape is None:
-        for style in styles:
-            if style not in STYLES:
-                raise ValueError(f"unknown header style {style!r}; known: {', '.join(STYLES)}")
-        if len(_SHAPES) >= 4096:
-            _SHAPES.clear()
-        shape = _SHAPES[key] = _shape(states)
+        shape = _shaped(states, styles)
+        if memo is not None and shape.fixed:
+            memo[styles] = shape
     out: dict[str, str] = {}
     for style in styles:
         if style == "ietf" and states:
             out["RateLimit-Policy"] = shape.policy
             ceil = math.ceil
-            out["RateLimit"] = ", ".join(
-                [
-                    f"{name};r={s[4] if s[4] > 0 else 0};t={ceil(s[5]) if s[5] > 0 else 0}"
-                    for name, s in zip(shape.names, states, strict=True)
-                ]
-            )
+            values: list[int] = []
+            for s in states:
+                left, reset = s[4], s[5]
+                values += (left if left > 0 else 0, ceil(reset) if reset > 0 else 0)
+            out["RateLimit"] = shape.ietf % tuple(values)
         elif style == "openai":
             for names, found in shape.binding:
                 i = found[0] if len(found) == 1 else _bind(states, found)
@@ -154,6 +154,21 @@ def _fast(decision: Rendered, styles: tuple[str, ...]) -> dict[str, str]:
     if not decision.allowed and decision.retry_after is not None:
         out["Retry-After"] = str(max(1, ceil_seconds(decision.retry_after)))
     return out
+
+
+def _shaped(states: Sequence[LimitState], styles: tuple[str, ...]) -> _Shape:
+    """The shape of ``states`` from the bounded cache (keyed by their static fields), made
+    on first sight; ValueError for an unknown style."""
+    key = (styles, tuple(map(_STATIC, states)))
+    shape = _SHAPES.get(key)
+    if shape is None:
+        for style in styles:
+            if style not in STYLES:
+                raise ValueError(f"unknown header style {style!r}; known: {', '.join(STYLES)}")
+        if len(_SHAPES) >= 4096:
+            _SHAPES.clear()
+        shape = _SHAPES[key] = _shape(states)
+    return shape
 
 
 def _bind(states: Sequence[LimitState], found: tuple[int, ...]) -> int:

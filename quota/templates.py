@@ -68,7 +68,7 @@ class Template:
             if span is not None:
                 self.since = max(self.since, span[0])
                 self.until = min(self.until, span[1])
-        self.memo: dict[str, Any] = {}
+        self.memo: dict[object, Any] = {}
         self._planned: dict[tuple[object, ...], PlannedOps] = {}
 
     def planned(self, values: tuple[object, ...]) -> PlannedOps | None:

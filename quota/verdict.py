@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
+from typing import Any
 
 from .alerts import WATCHED, Alert, events
 from .algorithms import Charge, Outcome
@@ -87,6 +88,7 @@ class Verdicts:
             source=verdict.source,
             shadow_denied=prep.shadow_denied,
             header_config=self.catalog.headers,
+            header_memo=_memo(prep, verdict),
         )
 
     def _denied(self, prep: Prepared, verdict: Verdict, states: tuple[LimitState, ...]) -> Decision:
@@ -103,6 +105,7 @@ class Verdicts:
             states=states,
             request_id=prep.request_id,
             header_config=self.catalog.headers,
+            header_memo=_memo(prep, verdict),
             status=worst.status,
             denied_by=worst.name,
             retry_after=retry,
@@ -183,6 +186,13 @@ class AlertingVerdicts(Verdicts):
         )  # fmt: skip
         self.emit(found)
         return decision.replace(alerts=found)
+
+
+def _memo(prep: Prepared, verdict: Verdict) -> dict[object, Any] | None:
+    """Where the headers may keep what they derive once per template: its memo, when the
+    decision's states are the template's rules in order (not a replay's recorded subset)."""
+    template = prep.template
+    return None if template is None or verdict.replayed else template.memo
 
 
 def _triples(prep: Prepared, verdict: Verdict) -> list[Triple]:

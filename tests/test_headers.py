@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import quota
 from quota.catalog import HeaderConfig, Principal
 from quota.decision import Decision, LimitState
 from quota.header_values import go_duration
@@ -264,3 +265,27 @@ def test_the_cached_rendering_says_what_the_full_one_says(
     d = decision(*states, config=config)
     assert d.headers() == render_headers(d, styles)  # the catalog's styles: the cached path
     assert d.headers() == render_headers(d, styles)  # and again, from the cache
+
+
+def test_headers_kept_per_template_equal_headers_made_afresh(clock: Any) -> None:
+    """A decision renders from its template's memo once the template has been seen; a copy
+    without the memo (``replace``) renders the same, on every plan, admitted or denied."""
+    limiter = quota.Limiter(quota.Catalog.load("zylo"), "memory://", clock=clock)
+    for plan in ("basic", "go", "enterprise"):
+        who = quota.Principal(account=f"memo-{plan}", plan=plan, key="k")
+        for i in range(14):
+            d = limiter.acquire(who, {"requests": 1, "tokens": 100 * (i + 1), "credits": 7})
+            assert d.headers() == d.replace().headers(), (plan, i)
+            clock.advance(1)
+
+
+def test_a_balance_limit_grows_in_the_headers_after_a_top_up(clock: Any) -> None:
+    """A balance's limit is its grant or more after top-ups: its headers are never kept per
+    template, so the policy follows the balance."""
+    limiter = quota.Limiter(quota.Catalog.load("zylo"), "memory://", clock=clock)
+    who = quota.Principal(account="memo-topup", plan="go", key="k")
+    first = limiter.acquire(who, {"requests": 1, "credits": 1}).headers()["RateLimit-Policy"]
+    assert '"credits";q=10000000' in first
+    limiter.top_up(who, "credits", 5_000_000)
+    again = limiter.acquire(who, {"requests": 1, "credits": 1}).headers()["RateLimit-Policy"]
+    assert '"credits";q=14999998' in again  # 10M - 1, topped up by 5M, - 1
