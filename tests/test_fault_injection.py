@@ -26,7 +26,10 @@ from servers import RedisProcess
 import quota
 
 TIMEOUT = 0.1  # the budget under test (seconds)
-MARGIN = 0.4  # generous: a 2-core machine shared with other work
+#: Generous: a 2-core machine shared with other work (a CI run saw 0.51 s while the test's own
+#: thread filled the server's memory). Still below the 1 s socket timeouts a limiter without
+#: the budget would wait for, so the bound shows the budget at work.
+MARGIN = 0.7
 #: The budget of tests that check no decision fails over, not the time it takes: no call of a
 #: loaded 2-core machine lasts this long, so none can fall back for being slow.
 PATIENT = 5.0
