@@ -167,7 +167,7 @@ def test_hanging_receiver_delays_no_decision(
         d = limiter.acquire(quota.Principal(account=f"a{i}", plan="one"), {"requests": 1})
         slowest = max(slowest, time.perf_counter() - start)
         assert d.allowed and len(d.alerts) == 1
-    assert slowest < 0.5  # loose: a loaded 2-core machine; a blocked sender would take 30 s
+    assert slowest < 2.0  # loose: a loaded 2-core machine; a blocked sender would take 30 s
     stats = sender.stats
     assert stats.queued + stats.dropped == 40 and stats.queued <= 6 and stats.dropped >= 34
     recv.hang.clear()
