@@ -33,6 +33,7 @@ def test_every_example_is_tested() -> None:
         "async_redis.py",
         "webhooks.py",
         "admin_app.py",
+        "observability.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -80,3 +81,17 @@ def test_webhooks() -> None:
     assert out[9] == "request 10: allowed, alerts: rpd used 100"
     assert "webhook: acct_42 credits balance_below 1000" in out
     assert out[-1] == "sender: {'queued': 3, 'sent': 3, 'retried': 0, 'failed': 0, 'dropped': 0}"
+
+
+def test_observability() -> None:
+    out = run_example("observability.py").splitlines()
+    assert out[0] == "sk-basic may call: llama-3.1-8b"
+    assert (
+        out[1] == "sk-go may call: claude-opus-4.8, gpt-5.5, gemini-3.1-pro-preview, llama-3.1-8b"
+    )
+    assert out[2] == "sk-basic, 11 chats: 10 x 200, 1 x 429"
+    assert out[3:5] == [
+        "quota.decisions allowed by none: 10",
+        "quota.decisions denied by rpm: 1",
+    ]
+    assert out[-1] == "spans: quota.backend.acquire, quota.decision"
